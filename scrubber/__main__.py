@@ -1,0 +1,5 @@
+"""``python -m scrubber`` runs the command line."""
+
+from scrubber.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``scrubber`` command line (Typer + Rich)."""

@@ -1,0 +1,355 @@
+"""The ``scrubber`` command.
+
+Exit codes: 0 when every input succeeded, 1 when some inputs failed (the rest were processed),
+2 for a usage or configuration error (nothing was processed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, TextIO
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from scrubber import __version__
+from scrubber.deid import (
+    DEFAULT_OPTIONS,
+    MAPPING_KINDS,
+    SECRET_ENV,
+    DateShiftScope,
+    DeidConfig,
+    Deidentifier,
+    KeyStore,
+    PrivateTagSpec,
+    ProfileOption,
+    default_key_path,
+    resolve_secret,
+)
+from scrubber.errors import ConfigError, ScrubberError
+from scrubber.runner import DeidJob, FileOutcome, FileStatus, resolve_destination
+
+app = typer.Typer(
+    name="scrubber",
+    help="Find patient-identifying text in DICOM pixels, black it out, and de-identify headers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+keys_app = typer.Typer(help="Work with a project's re-identification key.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+EXIT_PARTIAL = 1
+EXIT_USAGE = 2
+
+
+def _configure_logging(verbose: bool) -> None:
+    """Log scrubber's own messages to stderr; silence pydicom, whose messages quote values."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+
+
+def _fail(exc: ScrubberError) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    return typer.Exit(EXIT_USAGE)
+
+
+ProjectOpt = Annotated[
+    str,
+    typer.Option(
+        "--project",
+        "-p",
+        help="Project name; pseudonyms are <PROJECT>_001, _002, ... and the key is per project.",
+    ),
+]
+KeyFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        help="Re-identification key (SQLite, mode 0600). "
+        "Default: $SCRUBBER_HOME/projects/<PROJECT>/reid-key.sqlite.",
+        dir_okay=False,
+    ),
+]
+
+
+@app.command()
+def deid(
+    source: Annotated[Path, typer.Argument(help="A DICOM file or a folder tree.", exists=True)],
+    destination: Annotated[
+        Path, typer.Argument(help="Output file, or folder mirroring the input tree.")
+    ],
+    project: ProjectOpt,
+    secret_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--secret-file",
+            help=f"File holding the project secret (else ${SECRET_ENV}, else the key's own).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    key_file: KeyFileOpt = None,
+    option: Annotated[
+        list[ProfileOption] | None,
+        typer.Option(
+            "--option",
+            "-o",
+            help="Profile option to apply (repeatable). Default: "
+            + ", ".join(sorted(o.value for o in DEFAULT_OPTIONS))
+            + ".",
+        ),
+    ] = None,
+    basic_only: Annotated[
+        bool,
+        typer.Option("--basic-only", help="Apply no option but those given with --option."),
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Also remove standard attributes the profile does not list."),
+    ] = False,
+    keep_private: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keep-private",
+            help="Safe private attribute to keep, as CREATOR,gggg,xx (repeatable).",
+        ),
+    ] = None,
+    date_shift: Annotated[
+        DateShiftScope,
+        typer.Option("--date-shift", help="One date shift for the project, or one per patient."),
+    ] = DateShiftScope.PROJECT,
+    date_shift_days: Annotated[
+        int | None,
+        typer.Option("--date-shift-days", help="Fixed shift in days instead of a keyed one."),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write one JSON line per input (no PHI).", dir_okay=False),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More log output.")] = False,
+) -> None:
+    """De-identify DICOM headers (PS3.15 Basic Profile); pixels are copied unchanged."""
+    _configure_logging(verbose)
+
+    options = set() if basic_only else set(DEFAULT_OPTIONS)
+    options |= set(option or [])
+    key_path = key_file or default_key_path(project)
+    try:
+        config = DeidConfig(
+            project=project,
+            options=frozenset(options),
+            strict=strict,
+            keep_private=frozenset(PrivateTagSpec.parse(t) for t in keep_private or []),
+            date_shift_scope=date_shift,
+            date_shift_days=date_shift_days,
+        )
+        resolve_destination(source, destination, [key_path])  # before touching the key
+        store = KeyStore(key_path, project)
+    except ScrubberError as exc:
+        raise _fail(exc) from exc
+    with store:
+        try:
+            secret, secret_source = resolve_secret(store, secret_file)
+            deidentifier = Deidentifier(config, secret, store)
+        except ScrubberError as exc:
+            raise _fail(exc) from exc
+        job = DeidJob(deidentifier, source, destination, protected=[key_path])
+        if secret_source == "generated":
+            err.print(f"A new project secret was generated and stored in the key {key_path}.")
+        plan = job.plan()
+        counts: Counter[str] = Counter()
+        failures = []
+        started = time.perf_counter()
+        report_fp: TextIO | None = report.open("w", encoding="utf-8") if report else None
+        try:
+            with _progress(quiet or len(plan) <= 1) as progress:
+                task = progress.add_task("de-identifying", total=len(plan))
+                for src, dst in plan:
+                    outcome = job.run_one(src, dst)
+                    counts[outcome.status.value] += 1
+                    if outcome.status is FileStatus.FAILED:
+                        failures.append(outcome)
+                    if report_fp is not None:
+                        report_fp.write(
+                            json.dumps(
+                                {
+                                    "input": str(outcome.input),
+                                    "output": str(outcome.output) if outcome.output else None,
+                                    "status": outcome.status.value,
+                                    "reason": outcome.reason,
+                                    "seconds": round(outcome.seconds, 4),
+                                }
+                            )
+                            + "\n"
+                        )
+                    progress.advance(task)
+        finally:
+            if report_fp is not None:
+                report_fp.close()
+        elapsed = time.perf_counter() - started
+    _summary(counts, failures, elapsed)
+    if failures:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _progress(disable: bool) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=disable or not err.is_terminal,
+        transient=False,
+    )
+
+
+def _summary(counts: Counter[str], failures: list[FileOutcome], elapsed: float) -> None:
+    table = Table(title="scrubber deid", show_header=True, header_style="bold")
+    table.add_column("outcome")
+    table.add_column("files", justify="right")
+    for status in ("deidentified", "skipped", "failed"):
+        table.add_row(status, str(counts.get(status, 0)))
+    total = sum(counts.values())
+    rate = total / elapsed if elapsed > 0 else 0.0
+    err.print(table)
+    err.print(f"{total} files in {elapsed:.1f} s ({rate:.1f} files/s)")
+    reasons = Counter(f.reason for f in failures)
+    for reason, count in sorted(reasons.items(), key=lambda kv: str(kv[0])):
+        err.print(f"  failed, {reason}: {count}")
+    for failure in failures:
+        message = failure.message or ""
+        where = "" if str(failure.input) in message else f"{failure.input}: "
+        err.print(f"[red]failed[/] ({failure.reason}) {where}{message}", highlight=False)
+
+
+@keys_app.command("export")
+def keys_export(
+    project: ProjectOpt,
+    kind: Annotated[
+        str,
+        typer.Option("--kind", help=f"What to export: {', '.join(MAPPING_KINDS)}."),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--out", help="CSV file to write (default: standard output)."),
+    ] = None,
+    key_file: KeyFileOpt = None,
+) -> None:
+    """Export a mapping as `id_old,id_new` CSV (the MIDI validation format). Holds PHI."""
+    key_path = key_file or default_key_path(project)
+    if not key_path.exists():
+        raise _fail(ConfigError(f"There is no key at {key_path}; check --project/--key-file."))
+    try:
+        with KeyStore(key_path, project) as store:
+            if output is None:
+                store.export_csv(kind, sys.stdout)
+            else:
+                with output.open("w", encoding="utf-8", newline="") as fp:
+                    output.chmod(0o600)
+                    rows = store.export_csv(kind, fp)
+                err.print(f"{rows} rows written to {output} (mode 0600).")
+    except ScrubberError as exc:
+        raise _fail(exc) from exc
+
+
+@keys_app.command("info")
+def keys_info(project: ProjectOpt, key_file: KeyFileOpt = None) -> None:
+    """Show where a project's key is and how many mappings it holds (no values)."""
+    key_path = key_file or default_key_path(project)
+    if not key_path.exists():
+        raise _fail(ConfigError(f"There is no key at {key_path}; check --project/--key-file."))
+    try:
+        with KeyStore(key_path, project) as store:
+            counts = store.counts()
+    except ScrubberError as exc:
+        raise _fail(exc) from exc
+    table = Table(title=f"key of project {project}", caption=str(key_path))
+    table.add_column("kind")
+    table.add_column("entries", justify="right")
+    for kind, count in counts.items():
+        table.add_row(kind, str(count))
+    out.print(table)
+
+
+@app.command()
+def samples(
+    destination: Annotated[Path, typer.Argument(help="Folder to write the sample tree into.")],
+    patients: Annotated[int, typer.Option(min=1, max=999, help="How many fake patients.")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+) -> None:
+    """Write synthetic DICOM instances with fake patient data (for demos and trials)."""
+    from scrubber.samples import write_samples
+
+    try:
+        written = write_samples(destination, patients=patients, seed=seed)
+    except ScrubberError as exc:
+        raise _fail(exc) from exc
+    err.print(f"{len(written)} sample instances written under {destination}.")
+
+
+@app.command()
+def header(
+    path: Annotated[Path, typer.Argument(help="A DICOM file.", exists=True, dir_okay=False)],
+    keyword_filter: Annotated[
+        str | None,
+        typer.Option(
+            "--keyword-filter",
+            "-k",
+            help="Comma-separated parts of keywords to show (e.g. Patient,UID).",
+        ),
+    ] = None,
+) -> None:
+    """Print a file's header (values included: run it on outputs, or on inputs you may see)."""
+    from scrubber.dicom_io import read_instance
+
+    try:
+        dataset = read_instance(path, stop_before_pixels=True)
+    except ScrubberError as exc:
+        raise _fail(exc) from exc
+    parts = [p.strip() for p in (keyword_filter or "").split(",") if p.strip()]
+    table = Table(show_header=True, header_style="bold", caption=str(path))
+    table.add_column("tag")
+    table.add_column("keyword")
+    table.add_column("value", overflow="fold")
+    for elem in dataset.iterall():
+        if parts and not any(p.lower() in elem.keyword.lower() for p in parts):
+            continue
+        value = "<sequence>" if elem.VR == "SQ" else str(elem.value)
+        table.add_row(str(elem.tag), elem.keyword or "(private)", value[:120])
+    out.print(table)
+
+
+@app.command()
+def version() -> None:
+    """Print the scrubber version."""
+    out.print(__version__)
+
+
+def main() -> None:
+    """Run the command line."""
+    app()

@@ -1,0 +1,174 @@
+"""Identifying terms captured from a header before it is de-identified.
+
+The values the profile removes (names, IDs, birth dates, accession numbers, institutions, addresses,
+dates) are collected first. Free text that a *Clean* option keeps (descriptions, structured content)
+is then cleaned of every captured term, and the same terms later tell the pixel stage which OCR text
+is PHI. The terms stay in memory only: they are never logged, stored or returned in a report.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+__all__ = ["HeaderTerms", "date_spellings"]
+
+MIN_TERM_LENGTH = 3
+REDACTED_MARK = "*"
+
+# Attributes whose values name or identify the patient or the people and places around them.
+IDENTIFYING_KEYWORDS = frozenset(
+    {
+        "PatientName",
+        "PatientID",
+        "OtherPatientIDs",
+        "OtherPatientNames",
+        "PatientBirthName",
+        "PatientMotherBirthName",
+        "IssuerOfPatientID",
+        "PatientAddress",
+        "PatientTelephoneNumbers",
+        "PatientBirthDate",
+        "AccessionNumber",
+        "StudyID",
+        "InstitutionName",
+        "InstitutionAddress",
+        "InstitutionalDepartmentName",
+        "StationName",
+        "ReferringPhysicianName",
+        "ReferringPhysicianAddress",
+        "PerformingPhysicianName",
+        "NameOfPhysiciansReadingStudy",
+        "PhysiciansOfRecord",
+        "OperatorsName",
+        "RequestingPhysician",
+        "ScheduledPerformingPhysicianName",
+        "MedicalRecordLocator",
+        "DeviceSerialNumber",
+        "MilitaryRank",
+        "BranchOfService",
+        "RegionOfResidence",
+        "CountryOfResidence",
+    }
+)
+
+
+def date_spellings(value: str) -> set[str]:
+    """Return the ways a DICOM date ``YYYYMMDD`` is commonly written in text.
+
+    Parameters
+    ----------
+    value : str
+        A DA value.
+
+    Returns
+    -------
+    set of str
+        The value itself plus ISO, European and US spellings; empty if ``value`` is no date.
+    """
+    value = value.strip()
+    if len(value) != 8 or not value.isdigit():
+        return set()
+    y, m, d = value[:4], value[4:6], value[6:]
+    return {
+        value,
+        f"{y}-{m}-{d}",
+        f"{y}/{m}/{d}",
+        f"{y}.{m}.{d}",
+        f"{d}.{m}.{y}",
+        f"{d}/{m}/{y}",
+        f"{m}/{d}/{y}",
+        f"{d}-{m}-{y}",
+        f"{m}-{d}-{y}",
+    }
+
+
+class HeaderTerms:
+    """A set of identifying strings found in one header, and a cleaner built from them."""
+
+    def __init__(self) -> None:
+        self._terms: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+
+    def add(self, value: str) -> None:
+        """Add a value and its word-level parts.
+
+        Person names are split on ``^``, ``=`` and spaces so that "DOE^JOHN" also catches "John
+        Doe" in free text.
+
+        Parameters
+        ----------
+        value : str
+            The identifying value.
+        """
+        value = value.strip(" \x00")
+        if len(value) < MIN_TERM_LENGTH:
+            return
+        self._pattern = None
+        self._terms.add(value)
+        for part in re.split(r"[\^=\s,]+", value):
+            if len(part) >= MIN_TERM_LENGTH:
+                self._terms.add(part)
+
+    def add_date(self, value: str) -> None:
+        """Add a date in all its common spellings.
+
+        Parameters
+        ----------
+        value : str
+            A DA value.
+        """
+        spellings = date_spellings(value)
+        if spellings:
+            self._pattern = None
+            self._terms |= spellings
+
+    def update(self, values: Iterable[str]) -> None:
+        """Add several values.
+
+        Parameters
+        ----------
+        values : iterable of str
+            Identifying values.
+        """
+        for value in values:
+            self.add(value)
+
+    def __len__(self) -> int:
+        return len(self._terms)
+
+    def __contains__(self, text: object) -> bool:
+        return isinstance(text, str) and text in self._terms
+
+    def terms(self) -> frozenset[str]:
+        """Return the captured terms (handle with care: they are PHI).
+
+        Returns
+        -------
+        frozenset of str
+            Every captured term.
+        """
+        return frozenset(self._terms)
+
+    def clean(self, text: str) -> str:
+        """Replace every captured term in ``text`` (case-insensitive) with ``*``.
+
+        Parameters
+        ----------
+        text : str
+            Free text from a descriptor or structured content.
+
+        Returns
+        -------
+        str
+            The text with identifying terms masked.
+        """
+        if not self._terms or not text:
+            return text
+        if self._pattern is None:
+            ordered = sorted(self._terms, key=len, reverse=True)
+            alternatives = "|".join(re.escape(term) for term in ordered)
+            self._pattern = re.compile(
+                rf"(?<![0-9A-Za-z])(?:{alternatives})(?![0-9A-Za-z])", re.IGNORECASE
+            )
+        return self._pattern.sub(REDACTED_MARK, text)

@@ -1,0 +1,309 @@
+"""Reading DICOM instances defensively and writing them atomically.
+
+Reading accepts Part 10 files and, when they parse into a plausible data set, bare data sets without
+a preamble or file meta (ACR-NEMA era and "headless" exports). Everything else ends in a typed
+:class:`~scrubber.errors.InputError` whose message names the file, not its content.
+
+Writing goes to a temporary file in the target directory, is flushed to disk, and is renamed over
+the final name only when complete: a crash leaves either the old file or the new one, never half.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+import tempfile
+import warnings
+import zlib
+from pathlib import Path
+from typing import BinaryIO
+
+import pydicom
+from pydicom import config as pydicom_config
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomFileLike
+from pydicom.filewriter import correct_ambiguous_vr, write_dataset, write_file_meta_info
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+
+from scrubber.errors import NotDicomError, OutputError, UnreadableDicomError
+
+__all__ = ["looks_like_dicom", "read_instance", "write_instance"]
+
+# pydicom's validation warnings quote header values; they must never reach a log.
+pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+
+UNDEFINED_LENGTH = 0xFFFFFFFF
+
+_PARSE_ERRORS = (
+    EOFError,
+    OSError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    NotImplementedError,
+    struct.error,
+    zlib.error,
+    UnicodeError,
+    OverflowError,
+    MemoryError,
+)
+
+
+def looks_like_dicom(path: Path) -> bool:
+    """Tell cheaply whether a file is worth parsing as DICOM.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+
+    Returns
+    -------
+    bool
+        ``True`` for a ``DICM`` preamble, or a file that starts with a plausible group 0002 or
+        0008 element (a data set without file meta).
+    """
+    try:
+        with path.open("rb") as fp:
+            head = fp.read(132)
+    except OSError:
+        return False
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    if len(head) < 8:
+        return False
+    group_le = int.from_bytes(head[0:2], "little")
+    group_be = int.from_bytes(head[0:2], "big")
+    return group_le in (0x0002, 0x0008) or group_be in (0x0002, 0x0008)
+
+
+def read_instance(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
+    """Read one DICOM instance.
+
+    Parameters
+    ----------
+    path : Path
+        The file to read.
+    stop_before_pixels : bool, optional
+        Stop before PixelData (for header-only work).
+
+    Returns
+    -------
+    Dataset
+        The parsed data set, values not yet converted (raw bytes stay raw until used).
+
+    Raises
+    ------
+    NotDicomError
+        If the file is not DICOM.
+    UnreadableDicomError
+        If it is DICOM but cannot be parsed (truncated, absurd lengths, too deeply nested).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NotDicomError(f"{path} is not a regular file; give a DICOM file.")
+    if not looks_like_dicom(path):
+        raise NotDicomError(
+            f"{path} is not DICOM: it has neither a DICM preamble nor a leading DICOM element."
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+            except InvalidDicomError:
+                ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
+                _check_headless(path, ds)
+            _check_complete(path, ds)
+        except (NotDicomError, UnreadableDicomError):
+            raise
+        except RecursionError as exc:
+            raise UnreadableDicomError(
+                f"{path} nests sequences too deeply to be parsed; it is refused."
+            ) from exc
+        except _PARSE_ERRORS as exc:
+            raise UnreadableDicomError(
+                f"{path} looks like DICOM but cannot be parsed ({type(exc).__name__}): it is "
+                "truncated or malformed. Re-export it from the source, or quarantine it."
+            ) from exc
+    return ds
+
+
+def _check_headless(path: Path, ds: Dataset) -> None:
+    """Accept a data set read without file meta only if it looks like a real one."""
+    tags = list(ds.keys())
+    if not tags:
+        raise NotDicomError(f"{path} is not DICOM: no data elements could be read.")
+    public = [t for t in tags if not t.is_private]
+    plausible = sum(
+        1 for t in public if t.group in (0x0008, 0x0010, 0x0018, 0x0020, 0x0028, 0x7FE0)
+    )
+    if plausible < 2 or tags[0].group > 0x0010:
+        raise NotDicomError(
+            f"{path} is not DICOM: without a DICM preamble its content does not parse into a "
+            "plausible data set."
+        )
+
+
+def _check_complete(path: Path, ds: Dataset) -> None:
+    """Refuse a data set whose last element is shorter than its declared length.
+
+    pydicom returns what it could read of an element cut off by the end of the file (a truncated
+    transfer, or a corrupted length): everything the file should have held after it is silently
+    missing, so the file is treated as unreadable rather than passed on incomplete.
+    """
+    for tag in reversed(list(ds.keys())):
+        if tag.group == 0xFFFE:
+            continue  # stray item delimiters carry no value (the de-identifier drops them)
+        raw: DataElement | RawDataElement = ds.get_item(tag)
+        if isinstance(raw, RawDataElement) and raw.length != UNDEFINED_LENGTH:
+            value = raw.value
+            if value is not None and len(value) < raw.length:
+                raise UnreadableDicomError(
+                    f"{path} looks like DICOM but is truncated: element {tag} declares "
+                    f"{raw.length} bytes and the file ends after {len(value)}. Re-export it "
+                    "from the source, or quarantine it."
+                )
+        return  # only the last element can run past the end of the file
+
+
+def write_instance(ds: Dataset, path: Path, *, sync_directory: bool = False) -> None:
+    """Write ``ds`` to ``path`` atomically (temporary file, fsync, rename).
+
+    The content is on disk before the rename, so a crash leaves the old file or the complete new
+    one, never a partial one. ``sync_directory`` also makes the rename itself durable before
+    returning (for callers that record the write elsewhere, such as a ledger).
+
+    A data set with SOP Class and SOP Instance UIDs is written as a DICOM Part 10 file with the
+    transfer syntax of its file meta; one without them is written in its original encoding.
+
+    Parameters
+    ----------
+    ds : Dataset
+        The data set to write (with ``file_meta`` set).
+    path : Path
+        The final file name; its directory is created if needed.
+    sync_directory : bool, optional
+        Flush the directory entry too (one more fsync per file).
+
+    Raises
+    ------
+    OutputError
+        If the directory cannot be created or the file cannot be written; no partial file is left.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(
+            f"Cannot create {path.parent} or a file in it ({exc.strerror or type(exc).__name__}); "
+            "check the output location and its permissions."
+        ) from exc
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _encode(fp, ds)
+            fp.flush()
+            os.fdatasync(fp.fileno())
+        os.replace(tmp, path)
+        if sync_directory:
+            _fsync_dir(path.parent)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OutputError(
+            f"Cannot write {path} ({exc.strerror or type(exc).__name__}); check free space and "
+            "permissions. Nothing was left behind."
+        ) from exc
+    except Exception as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OutputError(
+            f"Cannot encode the data set for {path} ({type(exc).__name__}); nothing was written."
+        ) from exc
+
+
+def _encode(fp: BinaryIO, ds: Dataset) -> None:
+    """Encode ``ds`` into ``fp`` in the transfer syntax its file meta names.
+
+    * File meta complete and a syntax pydicom knows: a standard Part 10 file.
+    * An uncompressed syntax and no SOP instance to name in the meta (ACR-NEMA era data sets):
+      the bare data set, as it came.
+    * Otherwise (compressed pixels, or a syntax newer than pydicom): preamble, file meta with what
+      is known, and the body in the encoding it was read in, so the pixels keep their syntax.
+    """
+    meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+    syntax = UID(str(meta.TransferSyntaxUID)) if "TransferSyntaxUID" in meta else None
+    known = syntax is not None and syntax.is_transfer_syntax
+    if known and syntax is not None:
+        implicit, little = syntax.is_implicit_VR, syntax.is_little_endian
+    else:
+        implicit = True if ds.original_encoding[0] is None else ds.original_encoding[0]
+        little = True if ds.original_encoding[1] is None else ds.original_encoding[1]
+    if not implicit and _fill_missing_vrs(ds):
+        correct_ambiguous_vr(ds, little)  # "OB or OW", "US or SS" settled as dcmwrite would
+    complete = bool(meta.get("MediaStorageSOPClassUID")) and bool(
+        meta.get("MediaStorageSOPInstanceUID")
+    )
+    if known and complete and syntax == DeflatedExplicitVRLittleEndian:
+        pydicom.dcmwrite(fp, ds, enforce_file_format=True)  # pydicom deflates the body
+        return
+    if known and complete:
+        # What dcmwrite(enforce_file_format=True) does, without its deep copy of the meta.
+        _write_part10(fp, ds, meta, implicit, little, enforce=True)
+        return
+    if syntax is None or (known and not syntax.is_compressed):
+        ds.file_meta = FileMetaDataset()
+        ds.preamble = None
+        pydicom.dcmwrite(fp, ds, implicit_vr=implicit, little_endian=little)
+        return
+    meta.FileMetaInformationGroupLength = 0  # recomputed by the writer
+    _write_part10(fp, ds, meta, implicit, little, enforce=False)
+
+
+def _write_part10(
+    fp: BinaryIO, ds: Dataset, meta: FileMetaDataset, implicit: bool, little: bool, *, enforce: bool
+) -> None:
+    out = DicomFileLike(fp)
+    out.write(getattr(ds, "preamble", None) or b"\x00" * 128)
+    out.write(b"DICM")
+    write_file_meta_info(out, meta, enforce_standard=enforce)
+    out.is_implicit_VR, out.is_little_endian = implicit, little
+    write_dataset(out, ds)
+
+
+def _fill_missing_vrs(ds: Dataset) -> bool:
+    """Convert raw elements read without a VR (implicit bodies, even under explicit syntaxes).
+
+    Conversion looks the VR up in the data dictionary (``UN`` for unknown tags), so that the writer
+    can encode the element explicitly. Raw elements that have a VR are left raw. Returns whether
+    any element was converted.
+    """
+    converted = False
+    for tag in list(ds.keys()):
+        elem: DataElement | RawDataElement = ds.get_item(tag)
+        if isinstance(elem, RawDataElement):
+            if elem.VR:
+                continue  # written back as read
+            elem = ds[tag]  # item access converts, looking the VR up
+            converted = True
+        if elem.VR == "SQ":
+            for item in elem.value or []:
+                converted = _fill_missing_vrs(item) or converted
+    return converted
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,238 @@
+"""Metadata de-identification over a file or a folder tree (``scrubber deid``).
+
+The job plans every input first (by content, not by extension), mirrors input paths under the
+output folder, and de-identifies one file at a time. A file that fails is recorded with a typed
+reason and the job goes on; outputs are written atomically, so a failed or interrupted file leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from scrubber.deid import Deidentifier
+from scrubber.dicom_io import looks_like_dicom, read_instance, write_instance
+from scrubber.errors import ConfigError, ScrubberError
+
+__all__ = ["DeidJob", "FileOutcome", "FileStatus", "iter_files", "resolve_destination"]
+
+
+class FileStatus(StrEnum):
+    """What happened to one input file."""
+
+    DEIDENTIFIED = "deidentified"
+    SKIPPED = "skipped"  # not DICOM by content; left where it is
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """The result for one input (paths and reasons only: no PHI).
+
+    Attributes
+    ----------
+    input : Path
+        The input file.
+    output : Path or None
+        The file written, if any.
+    status : FileStatus
+        What happened.
+    reason : str or None
+        Machine-readable reason for a skip or failure.
+    message : str or None
+        Human-readable explanation (never quotes header values).
+    seconds : float
+        Wall time spent on the file.
+    """
+
+    input: Path
+    output: Path | None
+    status: FileStatus
+    reason: str | None = None
+    message: str | None = None
+    seconds: float = 0.0
+
+
+def iter_files(root: Path) -> Iterator[Path]:
+    """Yield every regular file under ``root`` in sorted order (a file root yields itself).
+
+    Parameters
+    ----------
+    root : Path
+        A file or a directory.
+
+    Yields
+    ------
+    Path
+        Files, depth first, names sorted; hidden temporary files of scrubber's own are skipped.
+    """
+    if root.is_file():
+        yield root
+        return
+    for directory, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if name.startswith(".") and name.endswith(".tmp"):
+                continue
+            path = Path(directory) / name
+            if path.is_file():
+                yield path
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def resolve_destination(source: Path, destination: Path, protected: list[Path]) -> Path:
+    """Check an input/output pair and return the output path to use.
+
+    Parameters
+    ----------
+    source : Path
+        An input file or folder.
+    destination : Path
+        The output file or folder; an existing folder given for a file input receives the file
+        under its own name.
+    protected : list of Path
+        Files that must not end up inside the output tree, or in the output file's folder (the
+        re-identification key).
+
+    Returns
+    -------
+    Path
+        The output file (file input) or folder (folder input).
+
+    Raises
+    ------
+    ConfigError
+        If the input is missing, the output overlaps the input, or a protected file would sit
+        inside the output.
+    """
+    if not source.exists():
+        raise ConfigError(f"The input {source} does not exist; give a file or a folder.")
+    if source.is_file() and destination.is_dir():
+        destination = destination / source.name
+    if source.is_dir():
+        if destination.exists() and not destination.is_dir():
+            raise ConfigError(
+                f"The input is a folder but the output {destination} is a file; "
+                "give an output folder."
+            )
+        if _inside(destination, source) or _inside(source, destination):
+            raise ConfigError(
+                "The output folder overlaps the input folder; choose an output outside the "
+                "input so that originals are never overwritten or re-read."
+            )
+    elif destination.resolve() == source.resolve():
+        raise ConfigError("The output file is the input file; choose another output path.")
+    for path in protected:
+        if (
+            _inside(path, destination)
+            if source.is_dir()
+            else path.resolve().parent == destination.resolve().parent
+        ):
+            out_root = destination if source.is_dir() else destination.parent
+            raise ConfigError(
+                f"The re-identification key {path} would sit inside the output {out_root}; "
+                "keep it apart (choose another --key-file)."
+            )
+    return destination
+
+
+class DeidJob:
+    """De-identify a file or a folder tree into an output location.
+
+    Parameters
+    ----------
+    deidentifier : Deidentifier
+        The configured de-identifier.
+    source : Path
+        An input file or folder.
+    destination : Path
+        The output file (for a file input) or folder (mirrors the input tree).
+    protected : list of Path, optional
+        Files that must not end up inside the output (the re-identification key).
+
+    Raises
+    ------
+    ConfigError
+        If the input is missing, the output overlaps the input, or a protected file would sit
+        inside the output.
+    """
+
+    def __init__(
+        self,
+        deidentifier: Deidentifier,
+        source: Path,
+        destination: Path,
+        protected: list[Path] | None = None,
+    ) -> None:
+        self.deidentifier = deidentifier
+        self.source = Path(source)
+        self.destination = resolve_destination(self.source, Path(destination), protected or [])
+
+    def plan(self) -> list[tuple[Path, Path]]:
+        """List ``(input, output)`` pairs, mirroring the input tree.
+
+        Returns
+        -------
+        list of tuple of (Path, Path)
+            One pair per input file, sorted.
+        """
+        if self.source.is_file():
+            return [(self.source, self.destination)]
+        return [
+            (path, self.destination / path.relative_to(self.source))
+            for path in iter_files(self.source)
+        ]
+
+    def run_one(self, source: Path, target: Path) -> FileOutcome:
+        """De-identify one file.
+
+        Parameters
+        ----------
+        source : Path
+            The input file.
+        target : Path
+            Where its output goes.
+
+        Returns
+        -------
+        FileOutcome
+            What happened; errors are caught, typed and described, never raised.
+        """
+        start = time.perf_counter()
+        if not looks_like_dicom(source):
+            return FileOutcome(
+                source,
+                None,
+                FileStatus.SKIPPED,
+                "not_dicom",
+                "not DICOM by content; left out of the output",
+                time.perf_counter() - start,
+            )
+        try:
+            dataset = read_instance(source)
+            self.deidentifier.deidentify(dataset)
+            write_instance(dataset, target)
+        except ScrubberError as exc:
+            return FileOutcome(
+                source,
+                None,
+                FileStatus.FAILED,
+                exc.reason,
+                str(exc),
+                time.perf_counter() - start,
+            )
+        return FileOutcome(
+            source, target, FileStatus.DEIDENTIFIED, seconds=time.perf_counter() - start
+        )

@@ -1,0 +1,110 @@
+"""Reading bad input and writing atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import ImplicitVRLittleEndian
+
+from scrubber.dicom_io import looks_like_dicom, read_instance, write_instance
+from scrubber.errors import InputError, NotDicomError, OutputError, UnreadableDicomError
+from scrubber.samples import SamplePatient, build_instance
+
+
+def _write(ds: Dataset, path: Path) -> Path:
+    write_instance(ds, path)
+    return path
+
+
+def test_text_and_empty_files_are_not_dicom(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("Patient John Doe, MRN 12345\n" * 10)
+    empty = tmp_path / "empty.dcm"
+    empty.write_bytes(b"")
+    for path in (text, empty, tmp_path):
+        with pytest.raises(NotDicomError) as caught:
+            read_instance(path)
+        assert "John" not in str(caught.value)
+    assert not looks_like_dicom(text)
+
+
+def test_truncated_file_is_unreadable_with_a_typed_error(tmp_path: Path, instance: Dataset) -> None:
+    path = _write(instance, tmp_path / "full.dcm")
+    data = path.read_bytes()
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(data[: len(data) // 3])
+    with pytest.raises(InputError):
+        dataset = read_instance(cut)
+        # pydicom may read a short file lazily; touching every element must then fail.
+        for _elem in dataset.iterall():
+            pass
+        raise UnreadableDicomError("read succeeded on a truncated file")
+
+
+def test_absurd_element_length_is_refused(tmp_path: Path, instance: Dataset) -> None:
+    path = _write(instance, tmp_path / "ok.dcm")
+    data = bytearray(path.read_bytes())
+    # Explicit VR LE: find the Study Description (0008,1030) LO and give it a 2 GB length.
+    marker = bytes.fromhex("08003010") + b"LO"
+    at = data.index(marker)
+    data[at + 4 : at + 6] = b"UT"
+    data[at + 6 : at + 12] = b"\x00\x00" + (0x7FFFFFF0).to_bytes(4, "little")
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(UnreadableDicomError, match="truncated") as caught:
+        read_instance(bad)
+    assert "(0008,1030)" in str(caught.value)
+    assert "CT for" not in str(caught.value)
+
+
+def test_headless_data_sets_are_read(tmp_path: Path, instance: Dataset) -> None:
+    instance.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    path = tmp_path / "headless.dcm"
+    pydicom.dcmwrite(path, instance, implicit_vr=True, little_endian=True)
+    body = path.read_bytes()
+    stripped = body[body.index(b"\x08\x00") :] if body[128:132] == b"DICM" else body
+    assert stripped[128:132] != b"DICM"
+    headless = tmp_path / "bare.dcm"
+    headless.write_bytes(stripped)
+    ds = read_instance(headless)
+    assert ds.SOPInstanceUID == instance.SOPInstanceUID
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path: Path, instance: Dataset) -> None:
+    target = tmp_path / "out" / "x.dcm"
+    broken = Dataset()
+    broken.file_meta = instance.file_meta
+    broken.SOPClassUID = instance.SOPClassUID
+    broken.SOPInstanceUID = instance.SOPInstanceUID
+    broken.add_new(0x00280010, "US", "not a number")
+    with pytest.raises(OutputError, match=r"(?i)nothing was"):
+        write_instance(broken, target)
+    assert list((tmp_path / "out").iterdir()) == []
+    write_instance(instance, target)
+    assert read_instance(target).SOPInstanceUID == instance.SOPInstanceUID
+    assert [p.name for p in target.parent.iterdir()] == ["x.dcm"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_unwritable_output_is_a_clear_error(tmp_path: Path, instance: Dataset) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(OutputError, match="permissions"):
+            write_instance(instance, locked / "x.dcm")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_output_error_on_missing_parent_permissions_as_root(
+    tmp_path: Path, patient: SamplePatient
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(OutputError, match="Cannot create"):
+        write_instance(build_instance(patient), blocker / "sub" / "x.dcm")
