@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from pydicom import config as pydicom_config
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -559,15 +560,16 @@ class Deidentifier:
             self._rebuild_file_meta(ds)
         except ScrubberError:
             raise
-        except RecursionError as exc:
+        except RecursionError:
             raise DeidentificationError(
                 "The data set nests sequences too deeply to be walked; it is refused."
-            ) from exc
+            ) from None
         except Exception as exc:
+            # The cause is dropped on purpose: pydicom's messages can quote header values.
             raise DeidentificationError(
                 f"Could not de-identify the element {Tag(walk.tag)}: {type(exc).__name__}. The "
                 "value is malformed for its VR or the file is damaged; the instance is refused."
-            ) from exc
+            ) from None
         return pseudonym
 
     def remap_uid(self, uid: str) -> str:
@@ -708,7 +710,7 @@ class Deidentifier:
             del ds[tag]
             walk.changes += 1
         elif action is Action.EMPTY:
-            ds[tag] = DataElement(tag, vr, Sequence([]) if vr == "SQ" else None)
+            ds[tag] = _element(tag, vr, Sequence([]) if vr == "SQ" else None)
             walk.changes += 1
         elif action is Action.UID:
             if vr == "SQ":
@@ -793,7 +795,7 @@ class Deidentifier:
             for old, replacement in zip(values, new, strict=True):
                 if old.strip(" \x00") and not is_well_known_uid(old.strip(" \x00")):
                     self.keystore.record(kind, old.strip(" \x00"), replacement)
-        ds[tag] = DataElement(tag, "UI", new if len(new) > 1 else (new[0] if new else None))
+        ds[tag] = _element(tag, "UI", new if len(new) > 1 else (new[0] if new else None))
         walk.changes += 1
 
     def _dummy(self, ds: Dataset, tag: BaseTag, vr: str, walk: _Walk) -> None:
@@ -803,7 +805,7 @@ class Deidentifier:
             value = _DUMMY_TEXT
         else:
             value = None  # binary and URI values: no meaningful dummy, so zero length
-        ds[tag] = DataElement(tag, vr, value)
+        ds[tag] = _element(tag, vr, value)
         walk.changes += 1
 
     def _shift(self, ds: Dataset, tag: BaseTag, vr: str, walk: _Walk) -> None:
@@ -811,7 +813,7 @@ class Deidentifier:
         if shifter is None:
             if self.profile.keeps_dates:
                 return
-            ds[tag] = DataElement(tag, vr, None)
+            ds[tag] = _element(tag, vr, None)
             walk.changes += 1
             return
         shift = shifter.shift_da if vr == "DA" else shifter.shift_dt
@@ -827,7 +829,7 @@ class Deidentifier:
                 walk.actions[Action.EMPTY.value] += 1
                 break
         walk.actions["shifted"] += 1
-        ds[tag] = DataElement(
+        ds[tag] = _element(
             tag, vr, shifted if len(shifted) > 1 else (shifted[0] if shifted else None)
         )
         walk.changes += 1
@@ -849,7 +851,7 @@ class Deidentifier:
         """
         original = "".join(_strings(ds[tag].value)).strip(" \x00")
         if not original:
-            ds[tag] = DataElement(tag, "SH", None)
+            ds[tag] = _element(tag, "SH", None)
             walk.changes += 1
             return
         kind = "accession" if tag == ACCESSION_NUMBER else "study_id"
@@ -858,7 +860,7 @@ class Deidentifier:
         walk.actions[Action.DUMMY.value] += 1
         if self.keystore is not None and tag == ACCESSION_NUMBER:
             self.keystore.record("accession", original, replacement)
-        ds[tag] = DataElement(tag, "SH", replacement)
+        ds[tag] = _element(tag, "SH", replacement)
         walk.changes += 1
 
     def _private(
@@ -963,6 +965,11 @@ def _unique(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
             seen.add(value)
             out.append((value, meaning))
     return out
+
+
+def _element(tag: BaseTag, vr: str, value: object) -> DataElement:
+    """Make an element for a value scrubber generated (valid by construction: not re-validated)."""
+    return DataElement(tag, vr, value, validation_mode=pydicom_config.IGNORE)
 
 
 def _is_overlay_data(tag: BaseTag) -> bool:

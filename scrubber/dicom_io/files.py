@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
 import tempfile
 import warnings
-import zlib
 from pathlib import Path
 from typing import BinaryIO
 
@@ -36,22 +34,6 @@ __all__ = ["looks_like_dicom", "read_instance", "write_instance"]
 pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
-
-_PARSE_ERRORS = (
-    EOFError,
-    OSError,
-    ValueError,
-    KeyError,
-    IndexError,
-    TypeError,
-    AttributeError,
-    NotImplementedError,
-    struct.error,
-    zlib.error,
-    UnicodeError,
-    OverflowError,
-    MemoryError,
-)
 
 
 def looks_like_dicom(path: Path) -> bool:
@@ -119,18 +101,24 @@ def read_instance(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
             except InvalidDicomError:
                 ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
                 _check_headless(path, ds)
+            if not ds.keys():
+                raise UnreadableDicomError(
+                    f"{path} has a DICOM header but no data set after it (an empty or cut-off "
+                    "file). Re-export it from the source."
+                )
             _check_complete(path, ds)
         except (NotDicomError, UnreadableDicomError):
             raise
-        except RecursionError as exc:
+        except RecursionError:
             raise UnreadableDicomError(
                 f"{path} nests sequences too deeply to be parsed; it is refused."
-            ) from exc
-        except _PARSE_ERRORS as exc:
+            ) from None
+        except Exception as exc:  # untrusted input: any parser failure means "unreadable"
+            # The cause is dropped on purpose: parser messages can quote header values.
             raise UnreadableDicomError(
                 f"{path} looks like DICOM but cannot be parsed ({type(exc).__name__}): it is "
                 "truncated or malformed. Re-export it from the source, or quarantine it."
-            ) from exc
+            ) from None
     return ds
 
 
@@ -227,7 +215,7 @@ def write_instance(ds: Dataset, path: Path, *, sync_directory: bool = False) -> 
             tmp.unlink()
         raise OutputError(
             f"Cannot encode the data set for {path} ({type(exc).__name__}); nothing was written."
-        ) from exc
+        ) from None  # encoder messages can quote values
 
 
 def _encode(fp: BinaryIO, ds: Dataset) -> None:

@@ -233,6 +233,16 @@ class DeidJob:
                 str(exc),
                 time.perf_counter() - start,
             )
+        except Exception as exc:  # a bug must not take the batch down, nor print values
+            return FileOutcome(
+                source,
+                None,
+                FileStatus.FAILED,
+                "internal_error",
+                f"unexpected {type(exc).__name__} while de-identifying this file; please report "
+                "it (the message is withheld because it may quote header values)",
+                time.perf_counter() - start,
+            )
         return FileOutcome(
             source, target, FileStatus.DEIDENTIFIED, seconds=time.perf_counter() - start
         )

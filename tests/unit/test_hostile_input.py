@@ -1,0 +1,75 @@
+"""Mutated files end in a typed error or a clean output, never a crash."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scrubber.deid import DeidConfig, Deidentifier
+from scrubber.dicom_io import read_instance, write_instance
+from scrubber.errors import ScrubberError
+from scrubber.samples import iter_sample_instances
+from tests.conftest import SECRET
+
+_SAMPLES: list[bytes] = []
+
+
+def _sample_bytes() -> list[bytes]:
+    if not _SAMPLES:
+        with tempfile.TemporaryDirectory() as folder:
+            for index, (_rel, ds, _patient) in enumerate(iter_sample_instances(1, seed=2)):
+                path = Path(folder) / f"{index}.dcm"
+                write_instance(ds, path)
+                _SAMPLES.append(path.read_bytes())
+    return _SAMPLES
+
+
+mutation = st.tuples(
+    st.integers(min_value=0, max_value=5),  # which sample
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=4000), st.integers(0, 255)),
+        min_size=1,
+        max_size=8,
+    ),
+    st.one_of(st.none(), st.integers(min_value=140, max_value=20000)),  # truncation point
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(mutation)
+def test_mutated_files_never_crash(change: tuple[int, list[tuple[int, int]], int | None]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        _check_mutation(Path(folder), change)
+
+
+def _check_mutation(tmp_path: Path, change: tuple[int, list[tuple[int, int]], int | None]) -> None:
+    which, flips, cut = change
+    data = bytearray(_sample_bytes()[which])
+    for offset, value in flips:
+        if offset < len(data):
+            data[offset] = value
+    if cut is not None:
+        data = data[:cut]
+    source = tmp_path / "mutated.dcm"
+    source.write_bytes(bytes(data))
+    deid = Deidentifier(DeidConfig(project="FUZZ"), SECRET, None)
+    try:
+        ds = read_instance(source)
+        deid.deidentify(ds)
+        write_instance(ds, tmp_path / "out.dcm")
+    except ScrubberError:
+        assert not (tmp_path / "out.dcm").exists()
+        return
+    assert (tmp_path / "out.dcm").stat().st_size > 0
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 132, 200])
+def test_tiny_and_headerless_fragments(tmp_path: Path, size: int) -> None:
+    source = tmp_path / "frag.dcm"
+    source.write_bytes(_sample_bytes()[0][:size])
+    with pytest.raises(ScrubberError):
+        read_instance(source)
