@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pydicom
 
-from scrubber.deid import DeidConfig, Deidentifier
+from scrubber.deid import DeidConfig, Deidentifier, KeyStore
 from scrubber.dicom_io import looks_like_dicom, read_instance, write_instance
 from scrubber.errors import ScrubberError
 from scrubber.samples import write_samples
@@ -69,13 +69,15 @@ def _plain(files: list[Path], out: Path) -> float:
 
 
 def _scrubber(files: list[Path], out: Path) -> float:
-    deid = Deidentifier(DeidConfig(project="BENCH"), b"b" * 32, None)
-    start = time.perf_counter()
-    for index, path in enumerate(files):
-        ds = read_instance(path)
-        deid.deidentify(ds)
-        write_instance(ds, out / f"{index}.dcm")
-    return time.perf_counter() - start
+    """What ``scrubber deid`` does per file, re-identification key included."""
+    with KeyStore(out.parent / f"{out.name}-key" / "reid-key.sqlite", "BENCH") as store:
+        deid = Deidentifier(DeidConfig(project="BENCH"), b"b" * 32, store)
+        start = time.perf_counter()
+        for index, path in enumerate(files):
+            ds = read_instance(path)
+            deid.deidentify(ds)
+            write_instance(ds, out / f"{index}.dcm")
+        return time.perf_counter() - start
 
 
 def main() -> None:

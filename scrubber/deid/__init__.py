@@ -17,6 +17,7 @@ from scrubber.deid.engine import (
     DeidConfig,
     Deidentifier,
     DeidResult,
+    DirectoryFileError,
     PrivateTagSpec,
     UnsupportedContentError,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "DeidConfig",
     "DeidResult",
     "Deidentifier",
+    "DirectoryFileError",
     "HeaderTerms",
     "KeyStore",
     "PrivateTagSpec",

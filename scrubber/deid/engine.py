@@ -59,6 +59,7 @@ __all__ = [
     "DeidConfig",
     "DeidResult",
     "Deidentifier",
+    "DirectoryFileError",
     "PrivateTagSpec",
     "UnsupportedContentError",
 ]
@@ -76,11 +77,13 @@ SERIES_INSTANCE_UID = 0x0020000E
 SOP_INSTANCE_UID = 0x00080018
 ENCAPSULATED_DOCUMENT = 0x00420011
 DATA_SET_TRAILING_PADDING = 0xFFFCFFFC
+DIRECTORY_RECORD_SEQUENCE = 0x00041220
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 
 _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN"})
 # VRs of unlisted attributes that still need work in a normal walk: sequences are walked, UIDs
 # remapped, dates shifted.
-_UNLISTED_WORK_VRS = frozenset({"SQ", "UI", "DA", "DT"})
+_UNLISTED_WORK_VRS = frozenset({"SQ", "UI", "DA", "DT", "PN"})
 _NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV", "IS", "DS"})
 _DUMMY_TEXT = "ANONYMIZED"
 _DUMMY_BY_VR: dict[str, object] = {
@@ -128,8 +131,9 @@ _TYPE2_WHEN_PRESENT: dict[str, tuple[str, ...]] = {
     "ResponsiblePerson": ("PatientSpeciesDescription", "PatientSpeciesCodeSequence"),
     "ResponsibleOrganization": ("PatientSpeciesDescription", "PatientSpeciesCodeSequence"),
 }
-# UI attributes the table does not list and that name kinds of things, not instances.
-_CLASS_UID_SUFFIXES = ("ClassUID", "SyntaxUID", "SchemeUID", "ResourceUID", "ClassUIDInFile")
+# UI attributes the table does not list and that name kinds of things (SOP classes, syntaxes,
+# coding schemes), not instances: kept. Every other unlisted UID is remapped like the listed ones.
+_KIND_UID_SUFFIXES = ("SyntaxUID", "SchemeUID", "ResourceUID", "SyntaxUIDInFile")
 _STRICT_KEEP_KEYWORDS = frozenset(
     {
         # SOP Common, General Series/Image identification (values replaced by the profile).
@@ -285,6 +289,12 @@ class UnsupportedContentError(DeidentificationError):
     """The instance carries content the metadata de-identifier cannot clean (a PDF, say)."""
 
     reason = "unsupported_content"
+
+
+class DirectoryFileError(UnsupportedContentError):
+    """The instance is a DICOMDIR: an index of other files, rebuilt rather than de-identified."""
+
+    reason = "dicomdir"
 
 
 class DateShiftScope(StrEnum):
@@ -492,6 +502,7 @@ class Deidentifier:
         )
         self._safe_private = {(s.creator, s.group, s.offset) for s in config.keep_private}
         self._retain_safe_private = self.profile.private_action != Action.REMOVE
+        self._retain_uids = ProfileOption.RETAIN_UIDS in self.profile.options
         # Text is cleaned of header terms only under these options (and inside C sequences).
         self._cleans_text = bool(
             self.profile.options
@@ -544,6 +555,12 @@ class Deidentifier:
 
     def _deidentify(self, ds: Dataset, walk: _Walk, *, pixels_cleaned: bool, capture: bool) -> str:
         try:
+            if _is_directory(ds):
+                raise DirectoryFileError(
+                    "The file is a DICOMDIR: an index whose records point at the original files "
+                    "by name and byte offset, so it cannot be rewritten in place. It is left out; "
+                    "build a new one from the de-identified files if you need one."
+                )
             if ENCAPSULATED_DOCUMENT in ds:
                 raise UnsupportedContentError(
                     "The instance holds an encapsulated document (PDF, CDA or similar) whose "
@@ -657,7 +674,8 @@ class Deidentifier:
         # Nested patient identities (DICOMDIR patient records) get the same pseudonym the
         # patient's instances get.
         identity = self._patient(ds) if depth > 0 and ds.get(PATIENT_ID) else None
-        for tag in sorted(ds.keys()):
+        # File order is tag order, so private creators come before the elements of their block.
+        for tag in list(ds.keys()):
             number = walk.tag = int(tag)  # int comparisons: BaseTag.__eq__ is slow Python
             group = number >> 16
             if (
@@ -671,7 +689,12 @@ class Deidentifier:
                 walk.changes += 1
                 continue
             if group & 1:
-                self._private(ds, tag, private_blocks, walk)
+                if self._retain_safe_private and self._safe_private:
+                    self._private(ds, tag, private_blocks, walk)
+                else:
+                    walk.actions["private"] += 1
+                    del ds[tag]
+                    walk.changes += 1
                 continue
             raw = ds.get_item(tag)
             vr = _vr_of(tag, raw)
@@ -756,8 +779,14 @@ class Deidentifier:
         if vr == "SQ":
             self._walk_items(ds, tag, walk, depth, mode)
         elif vr == "UI":
-            if not keyword.endswith(_CLASS_UID_SUFFIXES):
+            if not self._retain_uids and not _names_a_kind(keyword):
                 self._remap_uids(ds, tag, vr, walk)
+        elif vr == "PN" and mode is not _Mode.DUMMY:
+            # A person's name in an attribute the table does not list (newer or niche ones such
+            # as Evaluator Name) is emptied: keeping it could only leak.
+            walk.actions[Action.EMPTY.value] += 1
+            ds[tag] = _element(tag, "PN", None)
+            walk.changes += 1
         elif vr in ("DA", "DT"):
             if mode is _Mode.DUMMY and walk.shifter is None:
                 self._dummy(ds, tag, vr, walk)
@@ -870,16 +899,16 @@ class Deidentifier:
         blocks: dict[tuple[int, int], str],
         walk: _Walk,
     ) -> None:
-        if self._retain_safe_private and self._safe_private:
-            if 0x0010 <= tag.element <= 0x00FF:
-                creator = str(ds[tag].value or "").strip()
-                blocks[(tag.group, tag.element)] = creator
-                if any(c == creator and g == tag.group for c, g, _ in self._safe_private):
-                    return
-            else:
-                creator = blocks.get((tag.group, tag.element >> 8), "")
-                if (creator, tag.group, tag.element & 0xFF) in self._safe_private:
-                    return
+        """Keep a private element only if it (or its creator) belongs to a safe block."""
+        if 0x0010 <= tag.element <= 0x00FF:
+            creator = str(ds[tag].value or "").strip()
+            blocks[(tag.group, tag.element)] = creator
+            if any(c == creator and g == tag.group for c, g, _ in self._safe_private):
+                return
+        else:
+            creator = blocks.get((tag.group, tag.element >> 8), "")
+            if (creator, tag.group, tag.element & 0xFF) in self._safe_private:
+                return
         walk.actions["private"] += 1
         del ds[tag]
         walk.changes += 1
@@ -965,6 +994,17 @@ def _unique(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
             seen.add(value)
             out.append((value, meaning))
     return out
+
+
+def _is_directory(ds: Dataset) -> bool:
+    meta = getattr(ds, "file_meta", None)
+    sop_class = meta.get("MediaStorageSOPClassUID") if meta else None
+    return sop_class == MEDIA_STORAGE_DIRECTORY or DIRECTORY_RECORD_SEQUENCE in ds
+
+
+def _names_a_kind(keyword: str) -> bool:
+    """Whether an unlisted UI attribute names a kind of thing rather than an instance."""
+    return "Class" in keyword or keyword.endswith(_KIND_UID_SUFFIXES)
 
 
 def _element(tag: BaseTag, vr: str, value: object) -> DataElement:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from scrubber.deid import Deidentifier
+from scrubber.deid import Deidentifier, DirectoryFileError
 from scrubber.dicom_io import looks_like_dicom, read_instance, write_instance
 from scrubber.errors import ConfigError, ScrubberError
 
@@ -26,7 +26,7 @@ class FileStatus(StrEnum):
     """What happened to one input file."""
 
     DEIDENTIFIED = "deidentified"
-    SKIPPED = "skipped"  # not DICOM by content; left where it is
+    SKIPPED = "skipped"  # not DICOM by content, or a DICOMDIR; left out of the output
     FAILED = "failed"
 
 
@@ -224,6 +224,10 @@ class DeidJob:
             dataset = read_instance(source)
             self.deidentifier.deidentify(dataset)
             write_instance(dataset, target)
+        except DirectoryFileError as exc:
+            return FileOutcome(
+                source, None, FileStatus.SKIPPED, exc.reason, str(exc), time.perf_counter() - start
+            )
         except ScrubberError as exc:
             return FileOutcome(
                 source,

@@ -64,7 +64,12 @@ def test_every_file_ends_in_an_output_or_a_typed_error(outcomes: dict[str, Outco
         outcome = outcomes[rel]
         assert outcome.output is not None or outcome.error is not None
         if outcome.error is not None:
-            assert outcome.error.reason in ("not_dicom", "unreadable", "unsupported_content")
+            assert outcome.error.reason in (
+                "not_dicom",
+                "unreadable",
+                "unsupported_content",
+                "dicomdir",
+            )
     for rel, outcome in outcomes.items():
         if rel not in labels:  # licences, readmes, ground truth JSON
             assert isinstance(outcome.error, NotDicomError)

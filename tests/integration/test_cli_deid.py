@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
 from scrubber.cli.app import app
@@ -32,6 +34,9 @@ def tree(tmp_path: Path) -> Path:
     write_samples(source, patients=2, seed=1)
     (source / "README.txt").write_text("not an image")
     (source / "patient01" / "broken.dcm").write_bytes(b"\x08\x00\x05\x00CS\x0a\x00ISO")
+    dicomdir = get_testdata_file("DICOMDIR", read=False)
+    assert isinstance(dicomdir, str)
+    shutil.copy(dicomdir, source / "DICOMDIR")
     return source
 
 
@@ -56,7 +61,8 @@ def test_folder_tree_is_mirrored_and_failures_do_not_stop_the_batch(
     assert not list(out.rglob("*.tmp")) and not (out / "README.txt").exists()
     lines = [json.loads(line) for line in report.read_text().splitlines()]
     status = {Path(line["input"]).relative_to(tree): line["status"] for line in lines}
-    assert len(status) == len(inputs) + 1
+    assert len(status) == len(inputs) + 2
+    assert status[Path("DICOMDIR")] == "skipped" and not (out / "DICOMDIR").exists()
     assert status[Path("patient01/broken.dcm")] == "failed"
     assert status[Path("README.txt")] == "skipped"
     assert sum(s == "deidentified" for s in status.values()) == len(outputs)

@@ -16,6 +16,7 @@ from scrubber.deid import (
     DateShiftScope,
     DeidConfig,
     Deidentifier,
+    DirectoryFileError,
     KeyStore,
     PrivateTagSpec,
     ProfileOption,
@@ -345,3 +346,35 @@ def test_project_names_are_checked() -> None:
 def test_short_secrets_are_refused() -> None:
     with pytest.raises(ConfigError, match="shorter than 16"):
         Deidentifier(DeidConfig(project="TEST"), b"short", None)
+
+
+def test_unlisted_person_names_are_emptied_and_unlisted_uids_remapped(
+    deidentifier: Deidentifier, patient: SamplePatient
+) -> None:
+    ds = build_instance(patient)
+    ds.EvaluatorName = "Inspector^Ivan"  # a PN attribute PS3.15 does not list
+    ds.MultiFrameSourceSOPInstanceUID = patient.study_uid + ".9"  # an unlisted instance UID
+    ds.SOPClassesInStudy = ["1.2.840.10008.5.1.4.1.1.2", "1.3.12.2.1107.5.9.1"]
+    deidentifier.deidentify(ds)
+    assert ds["EvaluatorName"].is_empty
+    assert ds.MultiFrameSourceSOPInstanceUID == UIDRemapper(SECRET)(patient.study_uid + ".9")
+    assert ds.SOPClassesInStudy == ["1.2.840.10008.5.1.4.1.1.2", "1.3.12.2.1107.5.9.1"]
+
+
+def test_retain_uids_keeps_unlisted_uids_too(patient: SamplePatient) -> None:
+    ds = build_instance(patient)
+    ds.MultiFrameSourceSOPInstanceUID = patient.study_uid + ".9"
+    config = DeidConfig(project="TEST", options=frozenset({ProfileOption.RETAIN_UIDS}))
+    Deidentifier(config, SECRET, None).deidentify(ds)
+    assert ds.MultiFrameSourceSOPInstanceUID == patient.study_uid + ".9"
+    assert ds.StudyInstanceUID == patient.study_uid
+
+
+def test_dicomdir_is_refused_as_a_directory(deidentifier: Deidentifier) -> None:
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("DICOMDIR", read=False)
+    assert isinstance(path, str)
+    with pytest.raises(DirectoryFileError, match="DICOMDIR") as caught:
+        deidentifier.deidentify(read_instance(Path(path)))
+    assert caught.value.reason == "dicomdir"
