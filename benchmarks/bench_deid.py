@@ -30,6 +30,7 @@ import pydicom
 from scrubber.deid import DeidConfig, Deidentifier, KeyStore
 from scrubber.dicom_io import looks_like_dicom, read_instance, write_instance
 from scrubber.errors import ScrubberError
+from scrubber.runner import deidentify_file
 from scrubber.samples import write_samples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,9 +75,7 @@ def _scrubber(files: list[Path], out: Path) -> float:
         deid = Deidentifier(DeidConfig(project="BENCH"), b"b" * 32, store)
         start = time.perf_counter()
         for index, path in enumerate(files):
-            ds = read_instance(path)
-            deid.deidentify(ds)
-            write_instance(ds, out / f"{index}.dcm")
+            deidentify_file(deid, path, out / f"{index}.dcm")
         return time.perf_counter() - start
 
 

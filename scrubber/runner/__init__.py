@@ -6,8 +6,16 @@ from scrubber.runner.deid_job import (
     DeidJob,
     FileOutcome,
     FileStatus,
+    deidentify_file,
     iter_files,
     resolve_destination,
 )
 
-__all__ = ["DeidJob", "FileOutcome", "FileStatus", "iter_files", "resolve_destination"]
+__all__ = [
+    "DeidJob",
+    "FileOutcome",
+    "FileStatus",
+    "deidentify_file",
+    "iter_files",
+    "resolve_destination",
+]

@@ -19,7 +19,14 @@ from scrubber.deid import Deidentifier, DirectoryFileError
 from scrubber.dicom_io import looks_like_dicom, read_instance, write_instance
 from scrubber.errors import ConfigError, ScrubberError
 
-__all__ = ["DeidJob", "FileOutcome", "FileStatus", "iter_files", "resolve_destination"]
+__all__ = [
+    "DeidJob",
+    "FileOutcome",
+    "FileStatus",
+    "deidentify_file",
+    "iter_files",
+    "resolve_destination",
+]
 
 
 class FileStatus(StrEnum):
@@ -90,6 +97,29 @@ def _inside(path: Path, root: Path) -> bool:
     except ValueError:
         return False
     return True
+
+
+def deidentify_file(deidentifier: Deidentifier, source: Path, target: Path) -> None:
+    """Read ``source``, de-identify it and write it atomically to ``target``.
+
+    Parameters
+    ----------
+    deidentifier : Deidentifier
+        The configured de-identifier.
+    source : Path
+        The input file.
+    target : Path
+        The output file (its directory is created if needed).
+
+    Raises
+    ------
+    ScrubberError
+        A typed error when the file cannot be read, de-identified or written; nothing is left at
+        ``target`` then.
+    """
+    dataset = read_instance(source)
+    deidentifier.deidentify(dataset)
+    write_instance(dataset, target)
 
 
 def resolve_destination(source: Path, destination: Path, protected: list[Path]) -> Path:
@@ -221,9 +251,7 @@ class DeidJob:
                 time.perf_counter() - start,
             )
         try:
-            dataset = read_instance(source)
-            self.deidentifier.deidentify(dataset)
-            write_instance(dataset, target)
+            deidentify_file(self.deidentifier, source, target)
         except DirectoryFileError as exc:
             return FileOutcome(
                 source, None, FileStatus.SKIPPED, exc.reason, str(exc), time.perf_counter() - start

@@ -11,6 +11,7 @@ import pytest
 from scrubber.deid import DeidConfig, Deidentifier
 from scrubber.dicom_io import read_instance, write_instance
 from scrubber.errors import ScrubberError
+from scrubber.runner import deidentify_file
 from scrubber.samples import iter_sample_instances
 from tests.conftest import CORPUS, SECRET, require_shared, require_tool
 
@@ -58,9 +59,7 @@ def test_corpus_outputs_add_no_conformance_error(tmp_path: Path) -> None:
     for path in sorted(p for p in files.rglob("*") if p.is_file()):
         rel = path.relative_to(files).as_posix()
         try:
-            ds = read_instance(path)
-            deid.deidentify(ds)
-            write_instance(ds, tmp_path / rel)
+            deidentify_file(deid, path, tmp_path / rel)
         except ScrubberError:
             continue
         new = _new_errors(tool, path, tmp_path / rel, rel)

@@ -10,8 +10,8 @@ import pydicom
 import pytest
 
 from scrubber.deid import DeidConfig, Deidentifier
-from scrubber.dicom_io import read_instance, write_instance
 from scrubber.errors import NotDicomError, ScrubberError
+from scrubber.runner import deidentify_file
 from tests.conftest import CORPUS, SECRET, require_shared
 from tests.phi_scan import identifying_values, leaks, read
 
@@ -45,9 +45,7 @@ def outcomes(corpus_files: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     for path in sorted(p for p in corpus_files.rglob("*") if p.is_file()):
         rel = path.relative_to(corpus_files).as_posix()
         try:
-            ds = read_instance(path)
-            deid.deidentify(ds)
-            write_instance(ds, out / rel)
+            deidentify_file(deid, path, out / rel)
         except ScrubberError as exc:
             results[rel] = Outcome(path, None, exc)
         else:
