@@ -26,14 +26,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from pydicom import config as pydicom_config
-from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import (
-    UID,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -77,10 +76,15 @@ SERIES_INSTANCE_UID = 0x0020000E
 SOP_INSTANCE_UID = 0x00080018
 ENCAPSULATED_DOCUMENT = 0x00420011
 DATA_SET_TRAILING_PADDING = 0xFFFCFFFC
+PATIENT_IDENTITY_REMOVED = 0x00120062
+DEIDENTIFICATION_METHOD = 0x00120063
+DEIDENTIFICATION_CODES = 0x00120064
+LONGITUDINAL_TEMPORAL_MODIFIED = 0x00280303
 DIRECTORY_RECORD_SEQUENCE = 0x00041220
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 
 _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN"})
+_IDENTIFYING_TAGS = frozenset(int(tag_for_keyword(k) or 0) for k in IDENTIFYING_KEYWORDS) - {0}
 # VRs of unlisted attributes that still need work in a normal walk: sequences are walked, UIDs
 # remapped, dates shifted.
 _UNLISTED_WORK_VRS = frozenset({"SQ", "UI", "DA", "DT", "PN"})
@@ -442,6 +446,7 @@ class _Walk:
     actions: Counter[str]
     tag: int = 0
     changes: int = 0  # mutations so far: a walked sequence with none is put back as read
+    pending_text: list[tuple[Dataset, BaseTag]] = field(default_factory=list)
 
 
 def _vr_of(tag: BaseTag, elem: DataElement | RawDataElement) -> str:
@@ -503,21 +508,19 @@ class Deidentifier:
         self._safe_private = {(s.creator, s.group, s.offset) for s in config.keep_private}
         self._retain_safe_private = self.profile.private_action != Action.REMOVE
         self._retain_uids = ProfileOption.RETAIN_UIDS in self.profile.options
-        # Text is cleaned of header terms only under these options (and inside C sequences).
-        self._cleans_text = bool(
-            self.profile.options
-            & {
-                ProfileOption.CLEAN_DESCRIPTORS,
-                ProfileOption.CLEAN_STRUCTURED_CONTENT,
-                ProfileOption.RETAIN_PATIENT_CHARS,
-            }
-        )
+        option_codes = sorted((o.code, o.meaning) for o in self.profile.options)
+        self._codes = [BASIC_PROFILE_CODE, *option_codes]
+        self._codes_with_pixels = [BASIC_PROFILE_CODE, CLEAN_PIXEL_DATA_CODE, *option_codes]
+        if self.profile.shifts_dates:
+            self._temporal = "MODIFIED"
+        elif self.profile.keeps_dates:
+            self._temporal = "UNMODIFIED"
+        else:
+            self._temporal = "REMOVED"
 
     # -- public API ---------------------------------------------------------------------------
 
-    def deidentify(
-        self, ds: Dataset, *, pixels_cleaned: bool = False, capture_terms: bool | None = None
-    ) -> DeidResult:
+    def deidentify(self, ds: Dataset, *, pixels_cleaned: bool = False) -> DeidResult:
         """De-identify ``ds`` in place.
 
         Parameters
@@ -527,9 +530,6 @@ class Deidentifier:
         pixels_cleaned : bool, optional
             Whether burned-in text was removed from the pixels; adds the *Clean Pixel Data*
             code (113101) to the de-identification method.
-        capture_terms : bool or None, optional
-            Collect the header's identifying terms into the result (the pixel stage needs them).
-            ``None`` collects them only when a *Clean* option needs them to clean text.
 
         Returns
         -------
@@ -547,13 +547,12 @@ class Deidentifier:
         # pydicom warns about odd values while converting them, quoting them: never let that out.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            capture = self._cleans_text if capture_terms is None else capture_terms
-            pseudonym = self._deidentify(ds, walk, pixels_cleaned=pixels_cleaned, capture=capture)
+            pseudonym = self._deidentify(ds, walk, pixels_cleaned=pixels_cleaned)
         if self.keystore is not None:
             self.keystore.flush()
         return DeidResult(dataset=ds, pseudonym=pseudonym, terms=walk.terms, actions=walk.actions)
 
-    def _deidentify(self, ds: Dataset, walk: _Walk, *, pixels_cleaned: bool, capture: bool) -> str:
+    def _deidentify(self, ds: Dataset, walk: _Walk, *, pixels_cleaned: bool) -> str:
         try:
             if _is_directory(ds):
                 raise DirectoryFileError(
@@ -567,11 +566,12 @@ class Deidentifier:
                     "content the metadata de-identifier cannot clean; it is refused so that no "
                     "PHI inside it leaves. Review it by hand."
                 )
-            if capture:
-                self._capture(ds, walk, depth=0)
             patient_key, original_id, original_name = self._patient(ds)
             walk.shifter = self._shifter(patient_key)
             self._walk(ds, walk, depth=0, mode=_Mode.NORMAL)
+            # Free text is cleaned once every identifying term of the header has been seen.
+            for item, tag in walk.pending_text:
+                self._clean_text(item, tag, walk)
             pseudonym = self._pseudonymise(ds, patient_key, original_id, original_name)
             self._mark(ds, pixels_cleaned=pixels_cleaned)
             self._rebuild_file_meta(ds)
@@ -606,33 +606,20 @@ class Deidentifier:
 
     # -- capture ------------------------------------------------------------------------------
 
-    def _capture(self, ds: Dataset, walk: _Walk, depth: int) -> None:
-        terms = walk.terms
-        if depth > self.config.max_depth:
-            raise DeidentificationError(
-                f"The data set nests sequences deeper than {self.config.max_depth} levels; "
-                "it is refused."
-            )
-        for tag in list(ds.keys()):
-            number = walk.tag = int(tag)
-            if (number >> 16) & 1 or number >> 16 in (0x0002, 0xFFFE):
-                continue
-            raw: DataElement | RawDataElement = ds.get_item(tag)
-            vr = _vr_of(tag, raw)
-            if vr == "SQ":
-                for item in ds[tag].value or []:
-                    self._capture(item, walk, depth + 1)
-            elif vr in ("PN", "DA") or keyword_for_tag(tag) in IDENTIFYING_KEYWORDS:
-                values = _strings(ds[tag].value)
-                if isinstance(raw, RawDataElement):
-                    # Put the raw bytes back: a value kept in the output is then written exactly
-                    # as read, with no round trip through its character set.
-                    ds[tag] = raw
-                if vr == "DA":
-                    for value in values:
-                        terms.add_date(value)
-                else:
-                    terms.update(values)
+    def _capture(
+        self, ds: Dataset, tag: BaseTag, raw: DataElement | RawDataElement, vr: str, walk: _Walk
+    ) -> None:
+        """Add an identifying value to the header terms before its action changes it."""
+        values = _strings(ds[tag].value)
+        if isinstance(raw, RawDataElement):
+            # Put the raw bytes back: a value kept in the output is then written exactly as read,
+            # with no round trip through its character set.
+            ds[tag] = raw
+        if vr == "DA":
+            for value in values:
+                walk.terms.add_date(value)
+        else:
+            walk.terms.update(values)
 
     def _patient(self, ds: Dataset) -> tuple[str, str, str]:
         def text(tag: int) -> str:
@@ -698,6 +685,8 @@ class Deidentifier:
                 continue
             raw = ds.get_item(tag)
             vr = _vr_of(tag, raw)
+            if vr in ("PN", "DA") or number in _IDENTIFYING_TAGS:
+                self._capture(ds, tag, raw, vr, walk)
             if number in (ACCESSION_NUMBER, STUDY_ID):
                 self._keyed_identifier(ds, tag, walk)
                 continue
@@ -758,7 +747,7 @@ class Deidentifier:
         elif vr == "TM" or vr in _NUMERIC_VRS or vr in {"AS", "CS"}:
             return  # times move with whole-day shifts; measurements and codes identify nobody
         elif vr in _TEXT_VRS:
-            self._clean_text(ds, tag, walk)
+            self._queue_text(ds, tag, walk)
         else:
             # Curves, overlays and binary values: no cleaner for their content in metadata, so
             # the Clean Graphics option removes them (the pixel stage cleans what it renders).
@@ -797,7 +786,7 @@ class Deidentifier:
                 walk.actions[Action.DUMMY.value] += 1
                 self._dummy(ds, tag, vr, walk)
             elif mode is _Mode.CLEAN:
-                self._clean_text(ds, tag, walk)
+                self._queue_text(ds, tag, walk)
 
     def _walk_items(self, ds: Dataset, tag: BaseTag, walk: _Walk, depth: int, mode: _Mode) -> None:
         raw: DataElement | RawDataElement = ds.get_item(tag)
@@ -863,7 +852,15 @@ class Deidentifier:
         )
         walk.changes += 1
 
+    def _queue_text(self, ds: Dataset, tag: BaseTag, walk: _Walk) -> None:
+        """Clean this text once the whole header has been seen (names may come later)."""
+        walk.pending_text.append((ds, tag))
+        walk.changes += 1  # its sequence must not be put back as read
+
     def _clean_text(self, ds: Dataset, tag: BaseTag, walk: _Walk) -> None:
+        if tag not in ds:
+            return  # removed after it was queued (with its overlay group, say)
+        walk.tag = int(tag)
         elem = ds[tag]
         values = _strings(elem.value)
         cleaned = [walk.terms.clean(v) for v in values]
@@ -923,8 +920,8 @@ class Deidentifier:
         else:
             index = self._memory_index.setdefault(patient_key, len(self._memory_index) + 1)
         pseudonym = f"{self.config.prefix}_{index:03d}"
-        ds.PatientName = pseudonym
-        ds.PatientID = pseudonym
+        ds[PATIENT_NAME] = _element(Tag(PATIENT_NAME), "PN", pseudonym)
+        ds[PATIENT_ID] = _element(Tag(PATIENT_ID), "LO", pseudonym)
         if self.keystore is not None:
             if original_id:
                 self.keystore.record("patient_id", original_id, pseudonym)
@@ -933,31 +930,29 @@ class Deidentifier:
         return pseudonym
 
     def _mark(self, ds: Dataset, *, pixels_cleaned: bool) -> None:
-        codes: list[tuple[str, str]] = [BASIC_PROFILE_CODE]
-        if pixels_cleaned:
-            codes.append(CLEAN_PIXEL_DATA_CODE)
-        codes += sorted((o.code, o.meaning) for o in self.profile.options)
-        ds.PatientIdentityRemoved = "YES"
-        methods = [f"scrubber {__version__}"] + [meaning[:64] for _, meaning in codes]
-        ds.DeidentificationMethod = methods
+        """Record the de-identification in the data set (PS3.15 E.1.1, PS3.3 C.7.1.1)."""
+        codes = self._codes_with_pixels if pixels_cleaned else self._codes
+        previous = ds.get(DEIDENTIFICATION_CODES)
         existing = [
             (str(item.get("CodeValue", "")), str(item.get("CodeMeaning", "")))
-            for item in ds.get("DeidentificationMethodCodeSequence", None) or []
+            for item in (previous.value if previous is not None else None) or []
         ]
         items = []
         for value, meaning in _unique(existing + codes):
             item = Dataset()
-            item.CodeValue = value
-            item.CodingSchemeDesignator = "DCM"
-            item.CodeMeaning = meaning
+            item[0x00080100] = _element(Tag(0x00080100), "SH", value)
+            item[0x00080102] = _element(Tag(0x00080102), "SH", "DCM")
+            item[0x00080104] = _element(Tag(0x00080104), "LO", meaning)
             items.append(item)
-        ds.DeidentificationMethodCodeSequence = items
-        if self.profile.shifts_dates:
-            ds.LongitudinalTemporalInformationModified = "MODIFIED"
-        elif self.profile.keeps_dates:
-            ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
-        else:
-            ds.LongitudinalTemporalInformationModified = "REMOVED"
+        methods = [f"scrubber {__version__}"] + [meaning[:64] for _, meaning in codes]
+        marks: tuple[tuple[int, str, object], ...] = (
+            (PATIENT_IDENTITY_REMOVED, "CS", "YES"),
+            (DEIDENTIFICATION_METHOD, "LO", methods),
+            (DEIDENTIFICATION_CODES, "SQ", Sequence(items)),
+            (LONGITUDINAL_TEMPORAL_MODIFIED, "CS", self._temporal),
+        )
+        for tag, vr, mark in marks:
+            ds[tag] = _element(Tag(tag), vr, mark)
 
     def _rebuild_file_meta(self, ds: Dataset) -> None:
         old = getattr(ds, "file_meta", None) or FileMetaDataset()
@@ -968,20 +963,23 @@ class Deidentifier:
                 syntax = ImplicitVRLittleEndian
             else:
                 syntax = ExplicitVRLittleEndian if little else ExplicitVRBigEndian
-        meta = FileMetaDataset()
-        meta.FileMetaInformationVersion = b"\x00\x01"
-        # A directory (DICOMDIR) names its SOP class only in the file meta.
+        # A directory names its SOP class only in the file meta; an instance whose own SOP
+        # Instance UID is missing keeps the (remapped) one its meta had.
         sop_class = ds.get("SOPClassUID") or old.get("MediaStorageSOPClassUID")
         sop_instance = ds.get("SOPInstanceUID")
         if not sop_instance and old.get("MediaStorageSOPInstanceUID"):
             sop_instance = self._uids(str(old.MediaStorageSOPInstanceUID))
-        if sop_class:
-            meta.MediaStorageSOPClassUID = UID(str(sop_class))
-        if sop_instance:
-            meta.MediaStorageSOPInstanceUID = UID(str(sop_instance))
-        meta.TransferSyntaxUID = UID(syntax)
-        meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
-        meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+        meta = FileMetaDataset()
+        for tag, vr, value in (
+            (0x00020001, "OB", b"\x00\x01"),
+            (0x00020002, "UI", str(sop_class) if sop_class else None),
+            (0x00020003, "UI", str(sop_instance) if sop_instance else None),
+            (0x00020010, "UI", str(syntax)),
+            (0x00020012, "UI", IMPLEMENTATION_CLASS_UID),
+            (0x00020013, "SH", IMPLEMENTATION_VERSION_NAME),
+        ):
+            if value is not None:
+                meta[tag] = _element(Tag(tag), vr, value)
         ds.file_meta = meta
         ds.preamble = b"\x00" * 128
 

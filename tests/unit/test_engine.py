@@ -378,3 +378,21 @@ def test_dicomdir_is_refused_as_a_directory(deidentifier: Deidentifier) -> None:
     with pytest.raises(DirectoryFileError, match="DICOMDIR") as caught:
         deidentifier.deidentify(read_instance(Path(path)))
     assert caught.value.reason == "dicomdir"
+
+
+def test_graphic_annotation_text_is_cleaned_under_the_default_options(
+    deidentifier: Deidentifier, patient: SamplePatient
+) -> None:
+    ds = build_instance(patient)
+    text = Dataset()
+    text.UnformattedTextValue = f"{patient.name.split('^')[0]} arrow, {patient.patient_id}"
+    annotation = Dataset()
+    annotation.GraphicLayer = "LAYER1"
+    annotation.TextObjectSequence = Sequence([text])
+    ds.GraphicAnnotationSequence = Sequence([annotation])
+    deidentifier.deidentify(ds)
+    cleaned = ds.GraphicAnnotationSequence[0].TextObjectSequence[0].UnformattedTextValue
+    assert patient.name.split("^")[0] not in cleaned
+    assert patient.patient_id not in cleaned
+    assert "arrow" in cleaned
+    assert ds.GraphicAnnotationSequence[0].GraphicLayer == "LAYER1"
