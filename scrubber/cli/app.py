@@ -187,8 +187,7 @@ def deid(
         try:
             with _progress(quiet or len(plan) <= 1) as progress:
                 task = progress.add_task("de-identifying", total=len(plan))
-                for src, dst in plan:
-                    outcome = job.run_one(src, dst)
+                for outcome in job.run(plan):
                     counts[outcome.status.value] += 1
                     if outcome.status is FileStatus.FAILED:
                         failures.append(outcome)

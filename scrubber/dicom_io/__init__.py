@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
-from scrubber.dicom_io.files import looks_like_dicom, read_instance, write_instance
+from scrubber.dicom_io.files import (
+    commit_instance,
+    looks_like_dicom,
+    read_instance,
+    stage_instance,
+    write_instance,
+)
 
-__all__ = ["looks_like_dicom", "read_instance", "write_instance"]
+__all__ = [
+    "commit_instance",
+    "looks_like_dicom",
+    "read_instance",
+    "stage_instance",
+    "write_instance",
+]

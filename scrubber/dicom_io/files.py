@@ -28,7 +28,13 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from scrubber.errors import NotDicomError, OutputError, UnreadableDicomError
 
-__all__ = ["looks_like_dicom", "read_instance", "write_instance"]
+__all__ = [
+    "commit_instance",
+    "looks_like_dicom",
+    "read_instance",
+    "stage_instance",
+    "write_instance",
+]
 
 # pydicom's validation warnings quote header values; they must never reach a log.
 pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
@@ -161,11 +167,12 @@ def _check_complete(path: Path, ds: Dataset) -> None:
 
 
 def write_instance(ds: Dataset, path: Path, *, sync_directory: bool = False) -> None:
-    """Write ``ds`` to ``path`` atomically (temporary file, fsync, rename).
+    """Write ``ds`` to ``path`` atomically (temporary file, flush to disk, rename).
 
     The content is on disk before the rename, so a crash leaves the old file or the complete new
-    one, never a partial one. ``sync_directory`` also makes the rename itself durable before
-    returning (for callers that record the write elsewhere, such as a ledger).
+    one, never a partial one. This is :func:`stage_instance` followed by
+    :func:`commit_instance`; batch jobs call the two apart so that the flush of one file overlaps
+    the work on the next.
 
     A data set with SOP Class and SOP Instance UIDs is written as a DICOM Part 10 file with the
     transfer syntax of its file meta; one without them is written in its original encoding.
@@ -177,12 +184,39 @@ def write_instance(ds: Dataset, path: Path, *, sync_directory: bool = False) -> 
     path : Path
         The final file name; its directory is created if needed.
     sync_directory : bool, optional
-        Flush the directory entry too (one more fsync per file).
+        Also make the rename durable before returning (for callers that record the write
+        elsewhere, such as a ledger).
 
     Raises
     ------
     OutputError
         If the directory cannot be created or the file cannot be written; no partial file is left.
+    """
+    commit_instance(stage_instance(ds, path), path, sync_directory=sync_directory)
+
+
+def stage_instance(ds: Dataset, path: Path) -> Path:
+    """Encode ``ds`` into a hidden temporary file beside ``path`` and return its name.
+
+    Nothing is visible under ``path`` until :func:`commit_instance` renames the file into place.
+
+    Parameters
+    ----------
+    ds : Dataset
+        The data set to write (with ``file_meta`` set).
+    path : Path
+        The final file name; its directory is created if needed.
+
+    Returns
+    -------
+    Path
+        The temporary file (``.<name>.<random>.tmp`` in the same directory).
+
+    Raises
+    ------
+    OutputError
+        If the directory or file cannot be created or the data set cannot be encoded; the
+        temporary file is removed then.
     """
     path = Path(path)
     try:
@@ -198,11 +232,6 @@ def write_instance(ds: Dataset, path: Path, *, sync_directory: bool = False) -> 
         with os.fdopen(fd, "wb") as fp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             _encode(fp, ds)
-            fp.flush()
-            os.fdatasync(fp.fileno())
-        os.replace(tmp, path)
-        if sync_directory:
-            _fsync_dir(path.parent)
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -216,6 +245,42 @@ def write_instance(ds: Dataset, path: Path, *, sync_directory: bool = False) -> 
         raise OutputError(
             f"Cannot encode the data set for {path} ({type(exc).__name__}); nothing was written."
         ) from None  # encoder messages can quote values
+    return tmp
+
+
+def commit_instance(tmp: Path, path: Path, *, sync_directory: bool = False) -> None:
+    """Flush a staged file to disk and rename it to ``path``.
+
+    Parameters
+    ----------
+    tmp : Path
+        The file :func:`stage_instance` returned.
+    path : Path
+        The final file name.
+    sync_directory : bool, optional
+        Also make the rename durable before returning.
+
+    Raises
+    ------
+    OutputError
+        If the flush or the rename fails; the temporary file is removed then.
+    """
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        if sync_directory:
+            _fsync_dir(path.parent)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OutputError(
+            f"Cannot write {path} ({exc.strerror or type(exc).__name__}); check free space and "
+            "permissions. Nothing was left behind."
+        ) from exc
 
 
 def _encode(fp: BinaryIO, ds: Dataset) -> None:

@@ -8,15 +8,24 @@ nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
 from scrubber.deid import Deidentifier, DirectoryFileError
-from scrubber.dicom_io import looks_like_dicom, read_instance, write_instance
+from scrubber.dicom_io import (
+    commit_instance,
+    looks_like_dicom,
+    read_instance,
+    stage_instance,
+    write_instance,
+)
 from scrubber.errors import ConfigError, ScrubberError
 
 __all__ = [
@@ -226,7 +235,7 @@ class DeidJob:
         ]
 
     def run_one(self, source: Path, target: Path) -> FileOutcome:
-        """De-identify one file.
+        """De-identify one file and write its output before returning.
 
         Parameters
         ----------
@@ -240,41 +249,105 @@ class DeidJob:
         FileOutcome
             What happened; errors are caught, typed and described, never raised.
         """
+        outcome, staged = self._stage(source, target)
+        return outcome if staged is None else _commit(outcome, staged)
+
+    def run(self, plan: Iterable[tuple[Path, Path]]) -> Iterator[FileOutcome]:
+        """De-identify every ``(input, output)`` pair, yielding outcomes in plan order.
+
+        Each output is flushed to disk and renamed into place on a background thread while the
+        next file is de-identified, so waiting for the disk overlaps with work. An outcome is
+        yielded only once its file is in place.
+
+        Parameters
+        ----------
+        plan : iterable of tuple of (Path, Path)
+            Pairs from :meth:`plan`.
+
+        Yields
+        ------
+        FileOutcome
+            One per pair, in order.
+        """
+        pending: deque[tuple[Future[FileOutcome] | None, FileOutcome, Path | None]] = deque()
+        committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scrubber-commit")
+        try:
+            for source, target in plan:
+                outcome, staged = self._stage(source, target)
+                future = None if staged is None else committer.submit(_commit, outcome, staged)
+                pending.append((future, outcome, staged))
+                while pending and (
+                    len(pending) > _MAX_PENDING or pending[0][0] is None or pending[0][0].done()
+                ):
+                    yield _settle(pending.popleft())
+            while pending:
+                yield _settle(pending.popleft())
+        finally:
+            # Stopped early: staged files whose commit has not started are withdrawn (a commit
+            # already running completes); no temporary file is left behind either way.
+            for future, _outcome, staged in pending:
+                if future is not None and future.cancel() and staged is not None:
+                    with contextlib.suppress(OSError):
+                        staged.unlink()
+            committer.shutdown(wait=True)
+
+    def _stage(self, source: Path, target: Path) -> tuple[FileOutcome, Path | None]:
+        """Read, de-identify and encode to a temporary file; return the outcome so far."""
         start = time.perf_counter()
         if not looks_like_dicom(source):
-            return FileOutcome(
-                source,
+            return (
+                FileOutcome(
+                    source,
+                    None,
+                    FileStatus.SKIPPED,
+                    "not_dicom",
+                    "not DICOM by content; left out of the output",
+                    time.perf_counter() - start,
+                ),
                 None,
-                FileStatus.SKIPPED,
-                "not_dicom",
-                "not DICOM by content; left out of the output",
-                time.perf_counter() - start,
             )
         try:
-            deidentify_file(self.deidentifier, source, target)
+            dataset = read_instance(source)
+            self.deidentifier.deidentify(dataset)
+            staged = stage_instance(dataset, target)
         except DirectoryFileError as exc:
-            return FileOutcome(
-                source, None, FileStatus.SKIPPED, exc.reason, str(exc), time.perf_counter() - start
-            )
+            status, reason, message = FileStatus.SKIPPED, exc.reason, str(exc)
         except ScrubberError as exc:
-            return FileOutcome(
-                source,
-                None,
-                FileStatus.FAILED,
-                exc.reason,
-                str(exc),
-                time.perf_counter() - start,
-            )
+            status, reason, message = FileStatus.FAILED, exc.reason, str(exc)
         except Exception as exc:  # a bug must not take the batch down, nor print values
-            return FileOutcome(
-                source,
-                None,
-                FileStatus.FAILED,
-                "internal_error",
+            status, reason = FileStatus.FAILED, "internal_error"
+            message = (
                 f"unexpected {type(exc).__name__} while de-identifying this file; please report "
-                "it (the message is withheld because it may quote header values)",
-                time.perf_counter() - start,
+                "it (the message is withheld because it may quote header values)"
             )
-        return FileOutcome(
-            source, target, FileStatus.DEIDENTIFIED, seconds=time.perf_counter() - start
+        else:
+            outcome = FileOutcome(
+                source, target, FileStatus.DEIDENTIFIED, seconds=time.perf_counter() - start
+            )
+            return outcome, staged
+        return FileOutcome(source, None, status, reason, message, time.perf_counter() - start), None
+
+
+_MAX_PENDING = 16
+
+
+def _commit(outcome: FileOutcome, staged: Path) -> FileOutcome:
+    """Flush and rename a staged output; a failure turns the outcome into a failure."""
+    start = time.perf_counter()
+    assert outcome.output is not None
+    try:
+        commit_instance(staged, outcome.output)
+    except ScrubberError as exc:
+        return replace(
+            outcome,
+            output=None,
+            status=FileStatus.FAILED,
+            reason=exc.reason,
+            message=str(exc),
         )
+    return replace(outcome, seconds=outcome.seconds + time.perf_counter() - start)
+
+
+def _settle(entry: tuple[Future[FileOutcome] | None, FileOutcome, Path | None]) -> FileOutcome:
+    future, outcome, _staged = entry
+    return outcome if future is None else future.result()
