@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,9 @@ def test_outcomes_come_in_plan_order_once_files_are_in_place(job: DeidJob) -> No
 def test_a_commit_failure_becomes_a_failed_outcome(
     job: DeidJob, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from scrubber.dicom_io import files
+    import os
 
-    real = files.os.replace
+    real = os.replace
     calls = {"n": 0}
 
     def flaky(src: str, dst: str) -> None:
@@ -46,7 +47,7 @@ def test_a_commit_failure_becomes_a_failed_outcome(
             raise OSError(28, "No space left on device")
         real(src, dst)
 
-    monkeypatch.setattr(files.os, "replace", flaky)
+    monkeypatch.setattr(os, "replace", flaky)
     outcomes = list(job.run(job.plan()))
     failed = [o for o in outcomes if o.status is FileStatus.FAILED]
     assert len(failed) == 1 and failed[0].reason == "output"
@@ -62,5 +63,6 @@ def test_stopping_early_leaves_no_temporary_files(job: DeidJob) -> None:
     run = job.run(job.plan())
     for _ in range(4):
         next(run)
+    assert isinstance(run, Generator)
     run.close()
     assert not list(job.destination.rglob("*.tmp"))
