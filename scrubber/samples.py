@@ -29,7 +29,14 @@ from pydicom.uid import (
     generate_uid,
 )
 
-__all__ = ["SamplePatient", "build_instance", "sample_patients", "write_samples"]
+__all__ = [
+    "SamplePatient",
+    "build_image",
+    "build_instance",
+    "image_values",
+    "sample_patients",
+    "write_samples",
+]
 
 CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2")
 MR_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.4")
@@ -239,6 +246,9 @@ def build_instance(
     if modality == "CT":
         _add_overlay(ds)
     ds.file_meta = _meta(ds, transfer_syntax)
+    if transfer_syntax == ExplicitVRBigEndian and ds.BitsAllocated > 8:
+        # The writer copies OW bytes as they are: give it big-endian samples.
+        ds.PixelData = np.frombuffer(ds.PixelData, "<u2").astype(">u2").tobytes()
     if transfer_syntax == RLELossless:
         ds.compress(RLELossless, encoding_plugin="pydicom")
     return ds
@@ -407,3 +417,143 @@ def write_samples(out_dir: Path, patients: int = 3, seed: int = 0) -> list[Path]
         write_instance(ds, path)
         written.append(path)
     return written
+
+
+def image_values(
+    rows: int,
+    columns: int,
+    frames: int,
+    samples: int,
+    bits_stored: int,
+    signed: bool,
+    seed: int = 0,
+) -> np.ndarray:
+    """Make stored values: a gradient, noise and a bright block per frame (where text would be).
+
+    Parameters
+    ----------
+    rows, columns, frames, samples : int
+        Shape of the image.
+    bits_stored : int
+        Bits per sample; values span the full range.
+    signed : bool
+        Signed (two's complement) samples.
+    seed : int, optional
+        Seed of the noise.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(frames, rows, columns[, samples])`` of the smallest integer type that holds the values.
+    """
+    rng = np.random.default_rng(seed)
+    low = -(2 ** (bits_stored - 1)) if signed else 0
+    high = 2 ** (bits_stored - 1) - 1 if signed else 2**bits_stored - 1
+    shape = (frames, rows, columns) + ((samples,) if samples > 1 else ())
+    ramp = np.linspace(low, high, columns)
+    values = np.broadcast_to(ramp.reshape((1, 1, columns) + (1,) * (samples > 1)), shape)
+    values = values + rng.integers(-3, 4, size=shape)
+    values = np.clip(values, low, high)
+    for index in range(frames):  # a "text" block that moves from frame to frame
+        values[index, 2 : 2 + max(2, rows // 8), 2 + index : 2 + index + columns // 3] = high
+    dtype = (
+        {8: np.int8, 16: np.int16, 32: np.int32}[_allocated(bits_stored)]
+        if signed
+        else {
+            8: np.uint8,
+            16: np.uint16,
+            32: np.uint32,
+        }[_allocated(bits_stored)]
+    )
+    return np.asarray(values, dtype=dtype)
+
+
+def _allocated(bits_stored: int) -> int:
+    return 8 if bits_stored <= 8 else 16 if bits_stored <= 16 else 32
+
+
+def build_image(
+    *,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int = 12,
+    signed: bool = False,
+    frames: int = 1,
+    planar_configuration: int = 0,
+    transfer_syntax: str = ExplicitVRLittleEndian,
+    rows: int = 64,
+    columns: int = 80,
+    seed: int = 0,
+) -> tuple[Dataset, np.ndarray]:
+    """Build an image instance and return it with the stored values it encodes.
+
+    Parameters
+    ----------
+    photometric : str
+        MONOCHROME1, MONOCHROME2, RGB, YBR_FULL or PALETTE COLOR (8-bit, a grey-ramp palette).
+    bits_stored : int
+        Bits per sample (Bits Allocated is 8, 16 or 32 accordingly).
+    signed : bool
+        Pixel Representation 1 (greyscale only).
+    frames : int
+        Number of frames.
+    planar_configuration : int
+        0 or 1 for colour.
+    transfer_syntax : str
+        Implicit/explicit little endian, explicit big endian, deflated, or any syntax pydicom can
+        encode losslessly (RLE Lossless, JPEG 2000 Lossless).
+    rows, columns : int
+        Frame size.
+    seed : int
+        Seed of the noise.
+
+    Returns
+    -------
+    tuple of (Dataset, numpy.ndarray)
+        The instance (file meta set) and its values ``(frames, rows, columns[, 3])``.
+    """
+    samples = 3 if photometric in ("RGB", "YBR_FULL") else 1
+    values = image_values(rows, columns, frames, samples, bits_stored, signed, seed)
+    patient = sample_patients(1, seed=seed)[0]
+    ds = build_instance(patient, modality="OT")
+    for keyword in ("PixelData", "PlanarConfiguration", "RescaleIntercept", "RescaleSlope"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.Rows, ds.Columns, ds.SamplesPerPixel = rows, columns, samples
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = _allocated(bits_stored)
+    ds.BitsStored, ds.HighBit = bits_stored, bits_stored - 1
+    ds.PixelRepresentation = int(signed)
+    if samples > 1:
+        ds.PlanarConfiguration = planar_configuration
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    else:
+        for keyword in ("NumberOfFrames", "FrameTime", "FrameIncrementPointer"):
+            if keyword in ds:
+                delattr(ds, keyword)
+    if photometric == "PALETTE COLOR":
+        ramp = np.arange(256, dtype=np.uint16) * 257
+        for colour, table in (("Red", ramp), ("Green", ramp[::-1].copy()), ("Blue", ramp)):
+            setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, 16])
+            setattr(ds, f"{colour}PaletteColorLookupTableData", table.tobytes())
+    stored = values
+    if samples > 1 and planar_configuration == 1:
+        stored = np.moveaxis(values, -1, 1)  # frames, samples, rows, columns
+    big_endian = transfer_syntax == ExplicitVRBigEndian
+    data = stored.astype(stored.dtype.newbyteorder(">") if big_endian else stored.dtype).tobytes()
+    ds.PixelData = data + b"\x00" * (len(data) % 2)
+    ds["PixelData"].VR = "OB" if ds.BitsAllocated == 8 else "OW"
+    ds.file_meta.TransferSyntaxUID = (
+        UID(transfer_syntax)
+        if transfer_syntax
+        in (
+            ImplicitVRLittleEndian,
+            ExplicitVRLittleEndian,
+            ExplicitVRBigEndian,
+            DeflatedExplicitVRLittleEndian,
+        )
+        else ExplicitVRLittleEndian
+    )
+    if ds.file_meta.TransferSyntaxUID != transfer_syntax:
+        ds.compress(transfer_syntax, values if frames > 1 else values[0])
+    return ds, values

@@ -1,0 +1,318 @@
+"""Pixel data: what an instance's pixels are, and its frames decoded one at a time.
+
+This module is the only place that calls pydicom's pixel API. Frames come out as *stored values*
+(before any modality or VOI transform, in the photometric interpretation of the data set, YBR kept
+as YBR), so that redaction can paint in the same domain and the render step can make the model view
+from them.
+
+Decoding uses pydicom 3's plugins (pylibjpeg with libjpeg, openjpeg and rle; pydicom's own RLE
+and native decoders). Anything they cannot decode, and any pixel description that does not add up,
+raises a typed :class:`~scrubber.errors.InputError` naming the reason, for the pipeline to route
+to quarantine.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from scrubber.errors import InputError
+
+__all__ = [
+    "MAX_FRAME_BYTES",
+    "PixelDescription",
+    "UndecodablePixelsError",
+    "UnsupportedPixelsError",
+    "describe_pixels",
+    "iter_frames",
+    "transfer_syntax",
+]
+
+MAX_FRAME_BYTES = 512 * 1024 * 1024
+"""Largest decoded frame accepted (512 MiB); larger ones are refused before any allocation."""
+
+PHOTOMETRICS = frozenset(
+    {
+        "MONOCHROME1",
+        "MONOCHROME2",
+        "RGB",
+        "PALETTE COLOR",
+        "YBR_FULL",
+        "YBR_FULL_422",
+        "YBR_ICT",
+        "YBR_RCT",
+        "YBR_PARTIAL_420",
+    }
+)
+
+
+# Syntaxes whose pixels are lossy by definition, and those that may be either (JPEG 2000 and HTJ2K
+# "lossless or lossy"): the latter count as lossy unless the data set says "00".
+LOSSY_SYNTAXES = frozenset(
+    {
+        "1.2.840.10008.1.2.4.50",  # JPEG Baseline
+        "1.2.840.10008.1.2.4.51",  # JPEG Extended
+        "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
+        "1.2.840.10008.1.2.4.100",  # MPEG2 and later video syntaxes
+        "1.2.840.10008.1.2.4.101",
+        "1.2.840.10008.1.2.4.102",
+        "1.2.840.10008.1.2.4.103",
+        "1.2.840.10008.1.2.4.104",
+        "1.2.840.10008.1.2.4.105",
+        "1.2.840.10008.1.2.4.106",
+        "1.2.840.10008.1.2.4.107",
+        "1.2.840.10008.1.2.4.108",
+    }
+)
+MAYBE_LOSSY_SYNTAXES = frozenset(
+    {
+        "1.2.840.10008.1.2.4.91",  # JPEG 2000
+        "1.2.840.10008.1.2.4.93",  # JPEG 2000 Part 2 multi-component
+        "1.2.840.10008.1.2.4.203",  # HTJ2K
+        "1.2.840.10008.1.2.4.110",  # JPEG XL
+        "1.2.840.10008.1.2.4.112",
+    }
+)
+
+
+def _is_lossy(syntax: str, lossy_flag: str) -> bool:
+    if lossy_flag == "01" or syntax in LOSSY_SYNTAXES:
+        return True
+    return syntax in MAYBE_LOSSY_SYNTAXES and lossy_flag != "00"
+
+
+class UndecodablePixelsError(InputError):
+    """The pixel data cannot be decoded by the installed codecs (or is damaged)."""
+
+    reason = "undecodable"
+
+
+class UnsupportedPixelsError(InputError):
+    """The pixel description is missing, inconsistent or outside what scrubber handles."""
+
+    reason = "unsupported_pixels"
+
+
+@dataclass(frozen=True)
+class PixelDescription:
+    """The Image Pixel module of an instance, checked for consistency.
+
+    Attributes
+    ----------
+    rows, columns : int
+        Frame size.
+    frames : int
+        Number of frames (1 for single-frame instances).
+    samples_per_pixel : int
+        1 for greyscale and palette, 3 for colour.
+    photometric : str
+        Photometric Interpretation as stored.
+    bits_allocated, bits_stored, high_bit : int
+        Bit layout of each sample.
+    signed : bool
+        Pixel Representation 1.
+    planar_configuration : int
+        0 (colour-by-pixel) or 1 (colour-by-plane); 0 for single-sample data.
+    transfer_syntax : str
+        Transfer Syntax UID.
+    compressed : bool
+        Whether PixelData is encapsulated.
+    lossy : bool
+        Whether the transfer syntax is lossy (or the data set says lossy compression happened).
+    """
+
+    rows: int
+    columns: int
+    frames: int
+    samples_per_pixel: int
+    photometric: str
+    bits_allocated: int
+    bits_stored: int
+    high_bit: int
+    signed: bool
+    planar_configuration: int
+    transfer_syntax: str
+    compressed: bool
+    lossy: bool
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes of one decoded frame."""
+        per_sample = max(1, (self.bits_allocated + 7) // 8)
+        return self.rows * self.columns * self.samples_per_pixel * per_sample
+
+    @property
+    def has_unused_high_bits(self) -> bool:
+        """Whether samples have bits above Bits Stored (where overlays may be embedded)."""
+        return self.bits_allocated > self.bits_stored
+
+
+def _int(ds: Dataset, keyword: str, default: int | None = None) -> int:
+    value = ds.get(keyword, default)
+    if value is None or value == "":
+        if default is None:
+            raise UnsupportedPixelsError(
+                f"The Image Pixel module lacks {keyword}; the pixels cannot be interpreted."
+            )
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UnsupportedPixelsError(
+            f"{keyword} is not an integer; the pixels cannot be interpreted."
+        ) from None
+
+
+def describe_pixels(ds: Dataset) -> PixelDescription:
+    """Read and check the pixel description of ``ds``.
+
+    Parameters
+    ----------
+    ds : Dataset
+        An instance with PixelData.
+
+    Returns
+    -------
+    PixelDescription
+        The checked description.
+
+    Raises
+    ------
+    UnsupportedPixelsError
+        If there is no PixelData, or the description is missing, inconsistent or absurd
+        (frames larger than :data:`MAX_FRAME_BYTES`, more bits stored than allocated, an unknown
+        photometric interpretation, colour with one sample, ...).
+    """
+    if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
+        raise UnsupportedPixelsError("The instance has no pixel data.")
+    floating = "PixelData" not in ds
+    syntax = transfer_syntax(ds)
+    rows, columns = _int(ds, "Rows"), _int(ds, "Columns")
+    samples = _int(ds, "SamplesPerPixel", 1)
+    allocated = _int(ds, "BitsAllocated")
+    stored = _int(ds, "BitsStored", allocated)
+    high_bit = _int(ds, "HighBit", stored - 1)
+    frames = _int(ds, "NumberOfFrames", 1) or 1
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    problems = []
+    if rows <= 0 or columns <= 0 or frames <= 0:
+        problems.append("Rows, Columns and Number of Frames must be positive")
+    if floating:  # Float/Double Float Pixel Data carry no Bits Stored of their own
+        stored, high_bit = allocated, allocated - 1
+    if allocated not in (1, 8, 16, 32, 64) or not 1 <= stored <= allocated:
+        problems.append("Bits Allocated/Bits Stored are inconsistent")
+    if high_bit != stored - 1:
+        problems.append("High Bit is not Bits Stored - 1")
+    if photometric not in PHOTOMETRICS:
+        problems.append("the Photometric Interpretation is missing or unknown")
+    elif samples != (1 if photometric.startswith(("MONOCHROME", "PALETTE")) else 3):
+        problems.append("Samples per Pixel does not match the Photometric Interpretation")
+    if problems:
+        raise UnsupportedPixelsError(
+            "The pixel description does not add up: " + "; ".join(problems) + "."
+        )
+    description = PixelDescription(
+        rows=rows,
+        columns=columns,
+        frames=frames,
+        samples_per_pixel=samples,
+        photometric=photometric,
+        bits_allocated=allocated,
+        bits_stored=stored,
+        high_bit=high_bit,
+        signed=_int(ds, "PixelRepresentation", 0) == 1,
+        planar_configuration=_int(ds, "PlanarConfiguration", 0) if samples > 1 else 0,
+        transfer_syntax=str(syntax),
+        compressed=bool(syntax) and syntax.is_transfer_syntax and syntax.is_compressed,
+        lossy=_is_lossy(str(syntax), str(ds.get("LossyImageCompression", "")).strip()),
+    )
+    if description.frame_bytes > MAX_FRAME_BYTES:
+        raise UnsupportedPixelsError(
+            f"A decoded frame would take {description.frame_bytes} bytes, more than the "
+            f"{MAX_FRAME_BYTES} scrubber accepts; the instance is refused."
+        )
+    return description
+
+
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def transfer_syntax(ds: Dataset) -> UID:
+    """Return the transfer syntax of ``ds``, setting it in the file meta when it was missing.
+
+    A data set read without file meta (ACR-NEMA era, "headless" exports) gets the syntax its
+    encoding implies, so that pydicom's decoders, which read it from the file meta, can run.
+
+    Parameters
+    ----------
+    ds : Dataset
+        The instance.
+
+    Returns
+    -------
+    UID
+        The Transfer Syntax UID.
+    """
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and meta.get("TransferSyntaxUID"):
+        return UID(str(meta.TransferSyntaxUID))
+    implicit, little = getattr(ds, "original_encoding", (True, True))
+    if implicit is None or implicit:
+        syntax = ImplicitVRLittleEndian
+    else:
+        syntax = ExplicitVRLittleEndian if little in (None, True) else ExplicitVRBigEndian
+    if meta is None:
+        ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = syntax
+    return syntax
+
+
+def iter_frames(ds: Dataset, *, indices: list[int] | None = None) -> Iterator[np.ndarray]:
+    """Decode the frames of ``ds`` one at a time, as stored values.
+
+    Parameters
+    ----------
+    ds : Dataset
+        The instance.
+    indices : list of int, optional
+        Only these frames (in this order); all frames by default.
+
+    Yields
+    ------
+    numpy.ndarray
+        ``(rows, columns)`` for one sample per pixel, ``(rows, columns, 3)`` for colour (YBR
+        kept as YBR, colour-by-plane data interleaved), in the stored value domain.
+
+    Raises
+    ------
+    UnsupportedPixelsError
+        If the pixel description does not add up.
+    UndecodablePixelsError
+        If a frame cannot be decoded.
+    """
+    from pydicom.pixels.utils import iter_pixels
+
+    description = describe_pixels(ds)
+    wanted = list(range(description.frames)) if indices is None else indices
+    if any(not 0 <= index < description.frames for index in wanted):
+        raise UnsupportedPixelsError("A requested frame index is outside the instance.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frames = iter_pixels(ds, indices=wanted, raw=True)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                return
+            except Exception as exc:  # any codec failure on untrusted data
+                raise UndecodablePixelsError(
+                    f"The pixel data ({UID(description.transfer_syntax).name or 'unknown syntax'})"
+                    f" cannot be decoded: {type(exc).__name__}. Install a decoder for it, or "
+                    "quarantine the instance."
+                ) from None
+            yield frame

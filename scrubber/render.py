@@ -1,0 +1,111 @@
+"""Stored pixel values to the 8-bit view that detection models and reviewers see.
+
+One function, shared by training and inference, so both look at the same pixels:
+
+* MONOCHROME1/2: modality LUT or rescale, then the data set's first VOI window (linear, as PS3.3
+  C.11.2.1.2 defines it) or, without one, the frame's own range; MONOCHROME1 is inverted so that
+  its minimum shows white.
+* PALETTE COLOR: the palette (segmented ones included) applied, scaled to 8 bits.
+* YBR_FULL and YBR_FULL_422: converted to RGB. YBR_ICT and YBR_RCT are already RGB once decoded
+  (the JPEG 2000 decoder applies the inverse component transform).
+* RGB: scaled to 8 bits when stored in more.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from scrubber.dicom_io.pixels import PixelDescription
+
+__all__ = ["render_frame"]
+
+
+def _first(value: object) -> float | None:
+    """First value of a possibly multi-valued DS element, as a float (None if absent/bad)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str | bytes | int | float):
+        try:
+            value = next(iter(value))  # type: ignore[call-overload]
+        except (StopIteration, TypeError):
+            return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _scale_to_8bit(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.uint8)
+    scaled = (values.astype(np.float64) - low) / (high - low)
+    return np.asarray(np.clip(scaled, 0.0, 1.0) * 255.0 + 0.5, dtype=np.uint8)
+
+
+def _greyscale(frame: np.ndarray, ds: Dataset, description: PixelDescription) -> np.ndarray:
+    from pydicom.pixels.processing import apply_modality_lut
+
+    values = frame
+    if "ModalityLUTSequence" in ds or "RescaleSlope" in ds or "RescaleIntercept" in ds:
+        try:
+            values = apply_modality_lut(frame, ds)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            values = frame  # a broken LUT must not stop the view; stored values still show text
+    center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
+    if center is not None and width is not None and width >= 1:
+        # PS3.3 C.11.2.1.2.1: linear windowing.
+        low = center - 0.5 - (width - 1) / 2
+        high = center - 0.5 + (width - 1) / 2
+        view = _scale_to_8bit(values, low, high)
+    else:
+        finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+        if finite.size == 0:
+            view = np.zeros(values.shape, dtype=np.uint8)
+        else:
+            view = _scale_to_8bit(values, float(finite.min()), float(finite.max()))
+    if description.photometric == "MONOCHROME1":
+        view = 255 - view
+    return view
+
+
+def _colour_depth(frame: np.ndarray, description: PixelDescription) -> np.ndarray:
+    if frame.dtype == np.uint8:
+        return frame
+    top = float(2**description.bits_stored - 1)
+    return _scale_to_8bit(frame, 0.0, top)
+
+
+def render_frame(frame: np.ndarray, ds: Dataset, description: PixelDescription) -> np.ndarray:
+    """Render one frame of stored values as 8-bit greyscale or RGB.
+
+    Parameters
+    ----------
+    frame : numpy.ndarray
+        A frame from :func:`~scrubber.dicom_io.pixels.iter_frames`.
+    ds : Dataset
+        The instance (for LUTs, windows and palettes).
+    description : PixelDescription
+        Its pixel description.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8``; ``(rows, columns)`` for greyscale, ``(rows, columns, 3)`` RGB for colour.
+    """
+    photometric = description.photometric
+    if photometric.startswith("MONOCHROME"):
+        return _greyscale(frame, ds, description)
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels.processing import apply_color_lut
+
+        rgb = apply_color_lut(frame, ds)
+        if rgb.dtype != np.uint8:
+            rgb = _scale_to_8bit(rgb, 0.0, float(np.iinfo(rgb.dtype).max))
+        return np.asarray(rgb, dtype=np.uint8)
+    if photometric in ("YBR_FULL", "YBR_FULL_422"):
+        from pydicom.pixels.processing import convert_color_space
+
+        rgb = convert_color_space(_colour_depth(frame, description), photometric, "RGB")
+        return np.asarray(rgb, dtype=np.uint8)
+    return _colour_depth(frame, description)

@@ -1,0 +1,166 @@
+"""Decoding frames as stored values, and the 8-bit render, across syntaxes and photometrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    RLELossless,
+)
+
+from scrubber.dicom_io import read_instance, write_instance
+from scrubber.dicom_io.pixels import (
+    MAX_FRAME_BYTES,
+    UndecodablePixelsError,
+    UnsupportedPixelsError,
+    describe_pixels,
+    iter_frames,
+)
+from scrubber.render import render_frame
+from scrubber.samples import build_image
+
+SYNTAXES = [
+    ImplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    DeflatedExplicitVRLittleEndian,
+    RLELossless,
+    JPEG2000Lossless,
+]
+# photometric, bits stored, signed, planar configuration
+KINDS = [
+    ("MONOCHROME2", 8, False, 0),
+    ("MONOCHROME2", 12, False, 0),
+    ("MONOCHROME2", 16, True, 0),
+    ("MONOCHROME1", 16, False, 0),
+    ("RGB", 8, False, 0),
+    ("RGB", 8, False, 1),
+    ("YBR_FULL", 8, False, 0),
+    ("PALETTE COLOR", 8, False, 0),
+]
+
+
+def _kind_id(kind: tuple[str, int, bool, int]) -> str:
+    photometric, bits, signed, planar = kind
+    return f"{photometric.replace(' ', '_')}-{bits}{'s' if signed else 'u'}-pc{planar}"
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+@pytest.mark.parametrize("kind", KINDS, ids=_kind_id)
+@pytest.mark.parametrize("syntax", SYNTAXES, ids=lambda s: s.name.replace(" ", "_"))
+def test_every_frame_decodes_to_the_stored_values(
+    tmp_path: Path, syntax: str, kind: tuple[str, int, bool, int], frames: int
+) -> None:
+    photometric, bits, signed, planar = kind
+    if syntax == JPEG2000Lossless and (planar == 1 or photometric == "PALETTE COLOR"):
+        pytest.skip("pydicom's JPEG 2000 encoder makes colour-by-pixel, non-palette data only")
+    ds, values = build_image(
+        photometric=photometric,
+        bits_stored=bits,
+        signed=signed,
+        frames=frames,
+        planar_configuration=planar,
+        transfer_syntax=syntax,
+    )
+    write_instance(ds, tmp_path / "image.dcm")
+    read = read_instance(tmp_path / "image.dcm")
+    description = describe_pixels(read)
+    assert (description.frames, description.rows, description.columns) == values.shape[:3]
+    assert description.compressed == (syntax in (RLELossless, JPEG2000Lossless))
+    assert not description.lossy
+    decoded = list(iter_frames(read))
+    assert len(decoded) == frames
+    for index, frame in enumerate(decoded):
+        np.testing.assert_array_equal(frame, values[index])
+        view = render_frame(frame, read, description)
+        assert view.dtype == np.uint8
+        assert view.shape == (
+            values.shape[1:3]
+            if photometric.startswith("MONO")
+            else (
+                *values.shape[1:3],
+                3,
+            )
+        )
+    last = next(iter_frames(read, indices=[frames - 1]))
+    np.testing.assert_array_equal(last, values[-1])
+
+
+def test_render_shows_text_bright_on_monochrome2_and_inverts_monochrome1() -> None:
+    for photometric in ("MONOCHROME2", "MONOCHROME1"):
+        ds, values = build_image(photometric=photometric, bits_stored=12)
+        ds.WindowCenter, ds.WindowWidth = 2048, 4096
+        description = describe_pixels(ds)
+        view = render_frame(values[0], ds, description)
+        block = view[2:10, 2:28]  # the bright "text" block image_values draws
+        if photometric == "MONOCHROME2":
+            assert block.min() == 255 and view[:, 0].max() < 20
+        else:
+            assert block.max() == 0 and view[30:, 0].min() > 235
+
+
+def test_render_colour_conversions() -> None:
+    ds, values = build_image(photometric="YBR_FULL", bits_stored=8)
+    frame = values[0].copy()
+    frame[...] = (76, 85, 255)  # pure red in YBR_FULL (ITU-R BT.601 full range)
+    rgb = render_frame(frame, ds, describe_pixels(ds))
+    assert tuple(int(c) for c in rgb[0, 0]) in {(254, 0, 0), (255, 0, 0), (254, 0, 1), (255, 0, 1)}
+    ds, values = build_image(photometric="PALETTE COLOR", bits_stored=8)
+    indices = values[0].copy()
+    indices[0, 0] = 10
+    rgb = render_frame(indices, ds, describe_pixels(ds))
+    assert tuple(int(c) for c in rgb[0, 0]) == (10, 245, 10)  # red and blue ramps, green reversed
+    assert rgb.shape == (*values.shape[1:3], 3)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"BitsStored": 20}, "Bits Allocated/Bits Stored"),
+        ({"HighBit": 3}, "High Bit"),
+        ({"PhotometricInterpretation": "CMYK"}, "Photometric"),
+        ({"SamplesPerPixel": 3}, "Samples per Pixel"),
+        ({"Rows": 0}, "positive"),
+    ],
+)
+def test_inconsistent_descriptions_are_refused(change: dict[str, object], reason: str) -> None:
+    ds, _values = build_image()
+    for keyword, value in change.items():
+        setattr(ds, keyword, value)
+    with pytest.raises(UnsupportedPixelsError, match=reason) as caught:
+        describe_pixels(ds)
+    assert caught.value.reason == "unsupported_pixels"
+
+
+def test_absurd_frames_are_refused_before_decoding() -> None:
+    ds, _values = build_image()
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 65535, 65535, 10
+    with pytest.raises(UnsupportedPixelsError, match=str(MAX_FRAME_BYTES)):
+        list(iter_frames(ds))
+
+
+def test_damaged_compressed_frames_raise_a_typed_error(tmp_path: Path) -> None:
+    ds, _values = build_image(transfer_syntax=JPEG2000Lossless)
+    write_instance(ds, tmp_path / "ok.dcm")
+    data = bytearray((tmp_path / "ok.dcm").read_bytes())
+    start = data.index(b"\xff\x4f\xff\x51")  # JPEG 2000 codestream
+    data[start + 40 : start + 400] = b"\x00" * 360
+    (tmp_path / "bad.dcm").write_bytes(bytes(data))
+    with pytest.raises(UndecodablePixelsError) as caught:
+        list(iter_frames(read_instance(tmp_path / "bad.dcm")))
+    assert caught.value.reason == "undecodable"
+
+
+def test_data_sets_without_file_meta_get_their_syntax(tmp_path: Path) -> None:
+    ds, values = build_image(transfer_syntax=ImplicitVRLittleEndian)
+    ds.file_meta = type(ds.file_meta)()
+    ds.set_original_encoding(True, True, ds.original_character_set)
+    np.testing.assert_array_equal(next(iter_frames(ds)), values[0])
+    assert ds.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
