@@ -272,7 +272,9 @@ def transfer_syntax(ds: Dataset) -> UID:
     return syntax
 
 
-def iter_frames(ds: Dataset, *, indices: list[int] | None = None) -> Iterator[np.ndarray]:
+def iter_frames(
+    ds: Dataset, *, indices: list[int] | None = None, keep_unused_bits: bool = False
+) -> Iterator[np.ndarray]:
     """Decode the frames of ``ds`` one at a time, as stored values.
 
     Parameters
@@ -281,6 +283,8 @@ def iter_frames(ds: Dataset, *, indices: list[int] | None = None) -> Iterator[np
         The instance.
     indices : list of int, optional
         Only these frames (in this order); all frames by default.
+    keep_unused_bits : bool, optional
+        Keep bits above Bits Stored (where overlays may be embedded) instead of clearing them.
 
     Yields
     ------
@@ -303,7 +307,7 @@ def iter_frames(ds: Dataset, *, indices: list[int] | None = None) -> Iterator[np
         raise UnsupportedPixelsError("A requested frame index is outside the instance.")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        frames = iter_pixels(ds, indices=wanted, raw=True)
+        frames = iter_pixels(ds, indices=wanted, raw=True, correct_unused_bits=not keep_unused_bits)
         while True:
             try:
                 frame = next(frames)

@@ -8,11 +8,18 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from scrubber.dicom_io.encode import encode_frames
+from scrubber.dicom_io.overlays import find_overlays, iter_overlay_groups
 from scrubber.dicom_io.pixels import describe_pixels, iter_frames
 from scrubber.errors import ScrubberError
 from scrubber.redact.boxes import Box, black_value, paint
 
-__all__ = ["RedactionError", "RedactionResult", "redact_instance", "verify_redaction"]
+__all__ = [
+    "RedactionError",
+    "RedactionResult",
+    "redact_instance",
+    "remove_overlays",
+    "verify_redaction",
+]
 
 ICON_IMAGE_SEQUENCE = 0x00880200
 
@@ -123,3 +130,37 @@ def verify_redaction(ds: Dataset, boxes: list[Box]) -> None:
                     f"Frame {index} still has pixels that are not black inside a redaction box "
                     "after writing; the instance is refused."
                 )
+
+
+def remove_overlays(ds: Dataset) -> int:
+    """Remove every overlay plane: separate ones and those embedded in PixelData's high bits.
+
+    Separate planes (60xx,3000) go with their groups. Embedded planes also need the pixel data
+    rewritten with the unused high bits cleared; the stored values themselves do not change.
+    This is what the *Clean Graphics* option does to overlays.
+
+    Parameters
+    ----------
+    ds : Dataset
+        The instance, changed in place.
+
+    Returns
+    -------
+    int
+        How many overlay planes were removed.
+
+    Raises
+    ------
+    ScrubberError
+        Typed errors from decoding or encoding when an embedded plane needs the rewrite.
+    """
+    planes = find_overlays(ds)
+    if any(plane.embedded for plane in planes):
+        description = describe_pixels(ds)
+        frames = [np.array(frame, copy=True) for frame in iter_frames(ds)]  # high bits cleared
+        encode_frames(ds, frames, description)
+    groups = list(iter_overlay_groups(ds))
+    for group in groups:
+        for tag in [t for t in list(ds.keys()) if t.group == group]:
+            del ds[tag]
+    return len(planes)

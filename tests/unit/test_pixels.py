@@ -12,6 +12,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
+    JPEGLSLossless,
     RLELossless,
 )
 
@@ -33,6 +34,7 @@ SYNTAXES = [
     DeflatedExplicitVRLittleEndian,
     RLELossless,
     JPEG2000Lossless,
+    JPEGLSLossless,
 ]
 # photometric, bits stored, signed, planar configuration
 KINDS = [
@@ -73,7 +75,7 @@ def test_every_frame_decodes_to_the_stored_values(
     read = read_instance(tmp_path / "image.dcm")
     description = describe_pixels(read)
     assert (description.frames, description.rows, description.columns) == values.shape[:3]
-    assert description.compressed == (syntax in (RLELossless, JPEG2000Lossless))
+    assert description.compressed == (syntax in (RLELossless, JPEG2000Lossless, JPEGLSLossless))
     assert not description.lossy
     decoded = list(iter_frames(read))
     assert len(decoded) == frames

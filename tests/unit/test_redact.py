@@ -14,6 +14,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
+    JPEGLSLossless,
     RLELossless,
 )
 
@@ -31,6 +32,7 @@ SYNTAXES = [
     DeflatedExplicitVRLittleEndian,
     RLELossless,
     JPEG2000Lossless,
+    JPEGLSLossless,
 ]
 KINDS = [
     ("MONOCHROME2", 8, False, 0),
