@@ -40,9 +40,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## bench: files per second of `scrubber deid` next to a plain pydicom read and write
+## bench: `scrubber deid` next to a plain pydicom read and write; frames/s of decode and redaction
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_deid.py
+	$(BIN)/python benchmarks/bench_pixels.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
