@@ -233,12 +233,7 @@ def stage_instance(ds: Dataset, path: Path) -> Path:
             warnings.simplefilter("ignore")
             _encode(fp, ds)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise OutputError(
-            f"Cannot write {path} ({exc.strerror or type(exc).__name__}); check free space and "
-            "permissions. Nothing was left behind."
-        ) from exc
+        raise _write_failed(path, tmp, exc) from exc
     except Exception as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -275,12 +270,17 @@ def commit_instance(tmp: Path, path: Path, *, sync_directory: bool = False) -> N
         if sync_directory:
             _fsync_dir(path.parent)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise OutputError(
-            f"Cannot write {path} ({exc.strerror or type(exc).__name__}); check free space and "
-            "permissions. Nothing was left behind."
-        ) from exc
+        raise _write_failed(path, tmp, exc) from exc
+
+
+def _write_failed(path: Path, tmp: Path, exc: OSError) -> OutputError:
+    """Remove the temporary file and describe the failure."""
+    with contextlib.suppress(OSError):
+        tmp.unlink()
+    return OutputError(
+        f"Cannot write {path} ({exc.strerror or type(exc).__name__}); check free space and "
+        "permissions. Nothing was left behind."
+    )
 
 
 def _encode(fp: BinaryIO, ds: Dataset) -> None:
