@@ -127,6 +127,8 @@ def overlay_mask(
 
     data = ds[plane.group << 16 | 0x3000].value
     per_frame = plane.rows * plane.columns
+    if not data or per_frame <= 0:
+        return mask  # an empty plane draws nothing
     unpacked = np.asarray(unpack_bits(data))[index * per_frame : (index + 1) * per_frame]
     if unpacked.size < per_frame:
         return mask
