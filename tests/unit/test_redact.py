@@ -127,3 +127,22 @@ def test_verification_catches_a_box_that_is_not_black() -> None:
     with pytest.raises(RedactionError, match="not black") as caught:
         verify_redaction(ds, [Box(0, 0, 10, 10)])
     assert caught.value.reason == "verification_failed"
+
+
+def test_segmented_palettes_render_and_give_their_darkest_entry() -> None:
+    ds, values = build_image(photometric="PALETTE COLOR", bits_stored=8)
+    # Segmented LUTs (PS3.3 C.7.9.2): a discrete first entry, then one linear segment.
+    rising = np.array([0, 1, 0, 1, 255, 65535], dtype="<u2").tobytes()
+    falling = np.array([0, 1, 65535, 1, 255, 0], dtype="<u2").tobytes()
+    for colour, data in (("Red", rising), ("Green", falling), ("Blue", falling)):
+        delattr(ds, f"{colour}PaletteColorLookupTableData")
+        setattr(ds, f"Segmented{colour}PaletteColorLookupTableData", data)
+        ds[f"Segmented{colour}PaletteColorLookupTableData"].VR = "OW"
+    description = describe_pixels(ds)
+    index = black_value(ds, description)
+    assert index == 255  # red rises while green and blue fall: the last entry is darkest
+    rgb = render_frame(np.full((2, 2), index, np.uint8), ds, description)
+    everything = render_frame(np.arange(256, dtype=np.uint8).reshape(16, 16), ds, description)
+    luminance = everything.astype(float) @ np.array([0.299, 0.587, 0.114])
+    assert float(rgb[0, 0].astype(float) @ np.array([0.299, 0.587, 0.114])) <= luminance.min() + 1
+    assert values.shape[1:] == (description.rows, description.columns)
