@@ -334,9 +334,11 @@ _MAX_PENDING = 16
 def _commit(outcome: FileOutcome, staged: Path) -> FileOutcome:
     """Flush and rename a staged output; a failure turns the outcome into a failure."""
     start = time.perf_counter()
-    assert outcome.output is not None
+    target = outcome.output
+    if target is None:  # only de-identified outcomes are staged
+        raise ValueError("a staged file needs an output path")
     try:
-        commit_instance(staged, outcome.output)
+        commit_instance(staged, target)
     except ScrubberError as exc:
         return replace(
             outcome,
