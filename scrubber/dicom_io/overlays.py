@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.dataset import Dataset
 
-__all__ = ["OverlayPlane", "find_overlays", "overlay_mask"]
+__all__ = ["OverlayPlane", "find_overlays", "iter_overlay_groups", "overlay_mask"]
 
 
 @dataclass(frozen=True)
