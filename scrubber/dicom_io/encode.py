@@ -131,9 +131,9 @@ def encode_frames(ds: Dataset, frames: list[np.ndarray], description: PixelDescr
         # The JPEG 2000 decoder applied the inverse component transform: the frames are RGB.
         photometric = "RGB"
     elif photometric.startswith(("YBR_FULL", "YBR_PARTIAL")):
-        if source not in NATIVE_SYNTAXES and syntax in NATIVE_SYNTAXES:
-            # A compressed YBR stream (JPEG) written uncompressed: as RGB, the form every IOD
-            # accepts uncompressed (the source was lossy, so the rounding costs nothing new).
+        if source not in NATIVE_SYNTAXES and description.lossy and syntax in NATIVE_SYNTAXES:
+            # A lossy YBR stream (JPEG) written uncompressed: as RGB, the form every IOD accepts
+            # uncompressed (the source was lossy, so the rounding costs nothing new).
             from pydicom.pixels.processing import convert_color_space
 
             array = convert_color_space(array, "YBR_FULL", "RGB", per_frame=description.frames > 1)
