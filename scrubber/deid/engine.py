@@ -129,8 +129,6 @@ _STRUCTURAL_TEXT_KEYWORDS = frozenset(
 # Attributes the profile removes (X) that some IODs require to be present (Type 2) when another
 # attribute is there: emptied instead, which leaks nothing and keeps the object conformant.
 _TYPE2_WHEN_PRESENT: dict[str, tuple[str, ...]] = {
-    # Study directory records of a DICOMDIR.
-    "StudyDescription": ("DirectoryRecordType",),
     # Patient module, Type 2C when the patient is an animal.
     "ResponsiblePerson": ("PatientSpeciesDescription", "PatientSpeciesCodeSequence"),
     "ResponsibleOrganization": ("PatientSpeciesDescription", "PatientSpeciesCodeSequence"),
@@ -658,8 +656,8 @@ class Deidentifier:
             )
         private_blocks: dict[tuple[int, int], str] = {}
         removed_overlay_groups: set[int] = set()
-        # Nested patient identities (DICOMDIR patient records) get the same pseudonym the
-        # patient's instances get.
+        # A nested item that names a patient (a referenced patient, say) gets the same
+        # pseudonym that patient's instances get.
         identity = self._patient(ds) if depth > 0 and ds.get(PATIENT_ID) else None
         # File order is tag order, so private creators come before the elements of their block.
         for tag in list(ds.keys()):
