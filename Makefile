@@ -5,7 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := demo
 
-.PHONY: setup demo test lint typecheck unit bench clean
+TRAIN_STAMP := $(VENV)/.installed-train
+# torch for training only (inference runs on ONNX Runtime). This exact pin resolves from the local
+# wheel store on the project's machines; an unpinned torch would pull a multi-GB CUDA build.
+TORCH_PIN ?= torch==2.14.1
+
+.PHONY: setup train-setup train evaluate-corpus demo test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { echo "error: scrubber needs Python 3.11 or newer; install it or run make PYTHON=/path/to/python3.11"; exit 2; }
@@ -16,6 +21,23 @@ $(STAMP): pyproject.toml
 
 ## setup: create .venv and install scrubber with its development tools
 setup: $(STAMP)
+
+$(TRAIN_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet '$(TORCH_PIN)'
+	$(BIN)/python -m pip install --quiet -e '.[dev,train]'
+	touch $(TRAIN_STAMP)
+
+## train-setup: add torch and the training extras to .venv (needed to retrain, and by CI)
+train-setup: $(TRAIN_STAMP)
+
+## train: reproduce the shipped classifier in models/ (synthetic data, training, ONNX export)
+train: $(TRAIN_STAMP)
+	$(BIN)/python -m training.train --out models
+	$(BIN)/python -m training.evaluate_corpus --model-dir models --write
+
+## evaluate-corpus: score every frame of ../shared/corpus with the shipped classifier
+evaluate-corpus: $(STAMP)
+	$(BIN)/python -m training.evaluate_corpus --model-dir models
 
 ## demo: set up, generate synthetic sample DICOMs, de-identify them, and show the result
 demo: $(STAMP)
@@ -29,8 +51,8 @@ demo: $(STAMP)
 	@echo "--- the same instance, de-identified ---"
 	$(BIN)/scrubber header $(DEMO)/output/patient01/series1/IM0001.dcm --keyword-filter Patient,Study,Accession,Institution,UID,Deidentification
 
-## test: lint, type-check and run the whole test suite
-test: $(STAMP) lint typecheck
+## test: lint, type-check and run the whole test suite (installs torch too: training is tested)
+test: $(TRAIN_STAMP) lint typecheck
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -44,6 +66,7 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_deid.py
 	$(BIN)/python benchmarks/bench_pixels.py
+	$(BIN)/python benchmarks/bench_classifier.py --threads 2
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -16,6 +16,7 @@ __all__ = [
     "DeidentificationError",
     "InputError",
     "KeyStoreError",
+    "ModelIntegrityError",
     "NotDicomError",
     "OutputError",
     "ScrubberError",
@@ -33,6 +34,16 @@ class ConfigError(ScrubberError):
     """A configuration or command-line choice is invalid or inconsistent."""
 
     reason = "config"
+
+
+class ModelIntegrityError(ConfigError):
+    """A shipped model file does not match the SHA-256 digest its manifest records.
+
+    The file was damaged, replaced or edited after the manifest was written; scrubber refuses to
+    run a model whose provenance it cannot vouch for.
+    """
+
+    reason = "model_integrity"
 
 
 class InputError(ScrubberError):

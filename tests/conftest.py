@@ -48,6 +48,21 @@ def require_tool(name: str) -> str:
     pytest.skip(message)
 
 
+def require_torch() -> None:
+    """Skip (locally) or fail (under CI) when torch, needed only for training, is absent."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        return
+    message = (
+        "torch is not installed: training tests need it. Run `make train-setup` (installs the "
+        "pinned torch from the local wheel store); .ci/run does this before `make test`."
+    )
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         parts = Path(str(item.fspath)).parts

@@ -1,0 +1,124 @@
+"""`training/` reproduces a model end to end: data, training, ONNX export, manifest, card.
+
+A tiny run (a few hundred frames, one epoch) so that it fits in the suite; the real run is
+`make train`. Needs torch (`make train-setup`); skipped locally without it, fails under CI.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scrubber.detect import load_classifier
+from scrubber.detect.model_input import model_inputs
+from tests.conftest import require_torch
+from training.synth import generate
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_torch()
+    from training.train import main
+
+    out = tmp_path_factory.mktemp("models")
+    cache = tmp_path_factory.mktemp("cache")
+    args = [
+        "--out",
+        str(out),
+        "--cache",
+        str(cache),
+        "--train",
+        "96",
+        "--val",
+        "48",
+        "--eval",
+        "48",
+        "--epochs",
+        "1",
+        "--batch",
+        "32",
+        "--workers",
+        "1",
+        "--threads",
+        "1",
+    ]
+    assert main(args) == 0
+    return out
+
+
+def test_training_writes_a_model_its_manifest_and_card(trained: Path) -> None:
+    manifest = json.loads((trained / "text_classifier.json").read_text())
+    assert (trained / manifest["file"]).is_file()
+    assert (
+        manifest["input"]["name"] == "frames" and manifest["output"]["name"] == "text_probability"
+    )
+    assert 0.0 <= manifest["thresholds"]["low"] <= manifest["thresholds"]["high"] <= 1.0
+    evaluation = manifest["metrics"]["synthetic_eval"]
+    assert evaluation["frames"] == 48 and evaluation["fonts"] == "held_out"
+    assert 0.0 <= evaluation["roc_auc"] <= 1.0
+    assert manifest["training"]["frames"] == {"train": 96, "val": 48, "eval": 48}
+    card = (trained / "MODEL_CARD.md").read_text()
+    assert manifest["sha256"] in card and "held-out" in card
+
+
+def test_exported_model_loads_with_its_hash_and_scores_frames(trained: Path) -> None:
+    classifier = load_classifier(trained, device="cpu", threads=1)
+    views = [s.view for s in generate(99, 5)]
+    scores = classifier.score_views(views)
+    assert scores.shape == (5,) and scores.dtype == np.float32
+    assert np.all((scores >= 0) & (scores <= 1))
+
+
+def test_onnx_export_is_faithful_to_torch(tmp_path: Path) -> None:
+    require_torch()
+    import onnxruntime  # type: ignore[import-untyped]
+    import torch
+
+    from training.model import TextClassifierNet
+    from training.train import export_onnx
+
+    torch.manual_seed(0)
+    net = TextClassifierNet()
+    net.train()
+    with torch.no_grad():  # give the batch norms non-trivial running statistics
+        for _ in range(3):
+            net(torch.rand(8, 4, 256, 256))
+    net.eval()
+    export_onnx(net, tmp_path / "m.onnx")
+    batch = model_inputs([s.view for s in generate(7, 6)])
+    with torch.no_grad():
+        expected = net(torch.from_numpy(batch)).numpy()
+    session = onnxruntime.InferenceSession(
+        str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]
+    )
+    (got,) = session.run(["text_probability"], {"frames": batch})
+    assert got.shape == (6,)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_a_tampered_model_is_refused(trained: Path, tmp_path: Path) -> None:
+    from scrubber.errors import ModelIntegrityError
+
+    for name in ("text_classifier.json", "text_classifier.onnx"):
+        (tmp_path / name).write_bytes((trained / name).read_bytes())
+    data = bytearray((tmp_path / "text_classifier.onnx").read_bytes())
+    data[-1] ^= 0x01
+    (tmp_path / "text_classifier.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelIntegrityError):
+        load_classifier(tmp_path, device="cpu")
+
+
+def test_cached_splits_are_reused(trained: Path, tmp_path: Path) -> None:
+    from training.train import build_split
+
+    first = build_split("probe", 5, 8, "train", 1, tmp_path)
+    again = build_split("probe", 5, 8, "train", 1, tmp_path)
+    assert np.array_equal(np.asarray(first["inputs"]), np.asarray(again["inputs"]))
+    assert first["labels"].tolist() == again["labels"].tolist()
+    batch = model_inputs([s.view for s in generate(5, 8)])
+    assert np.array_equal((batch * 255).round().astype(np.uint8), np.asarray(first["inputs"]))

@@ -1,0 +1,1 @@
+"""Reproduce the shipped burned-in text classifier (see training/README.md)."""

@@ -1,0 +1,398 @@
+"""Reproduce the shipped burned-in text classifier: data, training, thresholds, ONNX export.
+
+One command (``make train`` runs it)::
+
+    python -m training.train --out models
+
+1. Generates three synthetic splits with :mod:`training.synth` and reduces every frame with
+   :func:`scrubber.detect.model_input.model_input` (the same function inference uses): ``train``
+   and ``val`` drawn with the training fonts, ``eval`` with a different seed and only the held-out
+   font families. The reduced inputs are cached under ``training/cache/`` (keyed by generator
+   version, seed and size).
+2. Trains :class:`training.model.TextClassifierNet` from scratch on the CPU (no pretrained
+   weights exist to download here).
+3. Picks the thresholds on ``val``: ``low`` keeps at least 99.9% of text frames above it;
+   ``high`` is the score that at most 0.5% of text-free frames reach.
+4. Reports ROC AUC, the ROC curve and recall at 2% false positives on ``eval``.
+5. Exports ONNX (input ``frames``, output ``text_probability``) and writes the manifest (sha256,
+   input spec, thresholds, seeds, metrics) and the model card into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing
+import os
+import platform
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scrubber.detect.model_input import CHANNELS, INPUT_SIZE, model_input
+from training.model_card import write_model_card
+from training.synth import GENERATOR_VERSION, HELD_OUT_FAMILIES, generate
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "training" / "cache"
+MODEL_FILE = "text_classifier.onnx"
+MANIFEST_FILE = "text_classifier.json"
+TRAIN_SEED, VAL_SEED, EVAL_SEED = 20261122, 20261123, 20261124
+
+
+def _one(args: tuple[int, int, str]) -> tuple[np.ndarray, int, str]:
+    seed, index, split = args
+    sample = next(generate(seed, 1, font_split=split, start=index))
+    return model_input(sample.view), int(sample.has_text), sample.kind
+
+
+def build_split(
+    name: str, seed: int, count: int, font_split: str, workers: int, cache: Path = CACHE
+) -> dict[str, Any]:
+    """Generate (or load from the cache) one split's model inputs and labels.
+
+    Parameters
+    ----------
+    name : str
+        Split name, used in the cache file names.
+    seed : int
+        Generator seed.
+    count : int
+        Number of frames.
+    font_split : str
+        ``train`` or ``held_out`` fonts.
+    workers : int
+        Processes used to generate.
+    cache : pathlib.Path, optional
+        Folder holding generated splits.
+
+    Returns
+    -------
+    dict
+        ``inputs`` (uint8 memmap, ``(count, C, S, S)``), ``labels`` (int8) and ``kinds``.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    stem = cache / f"{name}-g{GENERATOR_VERSION}-s{seed}-n{count}-{INPUT_SIZE}"
+    inputs_path, meta_path = stem.with_suffix(".inputs.npy"), stem.with_suffix(".meta.json")
+    if inputs_path.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        return {
+            "inputs": np.load(inputs_path, mmap_mode="r"),
+            "labels": np.asarray(meta["labels"], np.int8),
+            "kinds": meta["kinds"],
+        }
+    shape = (count, len(CHANNELS), INPUT_SIZE, INPUT_SIZE)
+    partial = inputs_path.with_suffix(".partial.npy")
+    inputs = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
+    labels = np.zeros(count, np.int8)
+    kinds: list[str] = [""] * count
+    started = time.monotonic()
+    jobs = [(seed, i, font_split) for i in range(count)]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        results = pool.imap(_one, jobs, chunksize=16) if workers > 1 else map(_one, jobs)
+        for i, (x, y, kind) in enumerate(results):
+            inputs[i], labels[i], kinds[i] = x, y, kind
+            if (i + 1) % 1000 == 0 or i + 1 == count:
+                rate = (i + 1) / (time.monotonic() - started)
+                print(f"  {name}: {i + 1}/{count} frames ({rate:.0f}/s)", flush=True)
+    inputs.flush()
+    del inputs
+    partial.rename(inputs_path)
+    meta_path.write_text(json.dumps({"labels": labels.tolist(), "kinds": kinds}))
+    return {"inputs": np.load(inputs_path, mmap_mode="r"), "labels": labels, "kinds": kinds}
+
+
+def _scores(model: Any, inputs: np.ndarray, batch: int = 128) -> np.ndarray:
+    import torch
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(inputs), batch):
+            x = torch.from_numpy(np.asarray(inputs[i : i + batch], np.float32) / 255.0)
+            out.append(model(x).numpy())
+    return np.concatenate(out)
+
+
+def roc(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """ROC curve and its area.
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        Predicted probabilities.
+    labels : numpy.ndarray
+        1 for text frames, 0 otherwise.
+
+    Returns
+    -------
+    tuple
+        ``(false_positive_rate, true_positive_rate, thresholds, auc)``, thresholds descending.
+    """
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order].astype(np.float64)
+    distinct = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    tp = np.cumsum(y)[distinct]
+    fp = (distinct + 1) - tp
+    tpr = np.r_[0.0, tp / max(y.sum(), 1)]
+    fpr = np.r_[0.0, fp / max((1 - y).sum(), 1)]
+    thresholds = np.r_[np.inf, s[distinct]]
+    auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    return fpr, tpr, thresholds, auc
+
+
+def recall_at_fpr(scores: np.ndarray, labels: np.ndarray, max_fpr: float) -> tuple[float, float]:
+    """Best recall with a false-positive rate at most ``max_fpr``, and the threshold giving it."""
+    fpr, tpr, thresholds, _ = roc(scores, labels)
+    ok = np.nonzero(fpr <= max_fpr)[0]
+    best = ok[np.argmax(tpr[ok])]
+    return float(tpr[best]), float(thresholds[best])
+
+
+def rates_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Recall and false-positive rate when frames scoring ``>= threshold`` are flagged.
+
+    A rate is None when the split has no frames of that class.
+    """
+    flagged = scores >= threshold
+    positives, negatives = labels == 1, labels == 0
+    return {
+        "threshold": threshold,
+        "recall": float(flagged[positives].mean()) if positives.any() else None,
+        "false_positive_rate": float(flagged[negatives].mean()) if negatives.any() else None,
+        "missed": int((~flagged[positives]).sum()),
+        "positives": int(positives.sum()),
+        "negatives": int(negatives.sum()),
+    }
+
+
+def train(
+    data: dict[str, Any],
+    val: dict[str, Any],
+    *,
+    epochs: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    threads: int,
+) -> Any:
+    """Train the network from scratch and return it (best validation loss kept)."""
+    import torch
+    from torch.nn import functional
+
+    from training.model import TextClassifierNet
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(seed)
+    model = TextClassifierNet(in_channels=len(CHANNELS))
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    inputs, labels = data["inputs"], data["labels"]
+    steps = epochs * (len(labels) // batch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=lr, total_steps=steps, pct_start=0.15
+    )
+    best_state, best_loss = None, float("inf")
+    for epoch in range(epochs):
+        model.train()
+        order = rng.permutation(len(labels))
+        started, total = time.monotonic(), 0.0
+        for step in range(len(labels) // batch):
+            index = np.sort(order[step * batch : (step + 1) * batch])
+            x = torch.from_numpy(np.asarray(inputs[index], np.float32) / 255.0)
+            y = torch.from_numpy(labels[index].astype(np.float32))
+            if rng.random() < 0.5:
+                x = torch.flip(x, dims=(3,))
+            if rng.random() < 0.3:
+                x = torch.flip(x, dims=(2,))
+            if rng.random() < 0.2:
+                x = torch.rot90(x, 1, dims=(2, 3))
+            loss = functional.binary_cross_entropy_with_logits(model.logits(x), y)
+            optimiser.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimiser.step()
+            schedule.step()
+            total += loss.item()
+        val_scores = _scores(model, val["inputs"])
+        eps = 1e-6
+        y_val = val["labels"].astype(np.float64)
+        val_loss = float(
+            -np.mean(y_val * np.log(val_scores + eps) + (1 - y_val) * np.log(1 - val_scores + eps))
+        )
+        _, _, _, auc = roc(val_scores, val["labels"])
+        print(
+            f"epoch {epoch + 1}/{epochs}: train loss {total / max(1, step + 1):.4f}, "
+            f"val loss {val_loss:.4f}, val AUC {auc:.5f}, "
+            f"{time.monotonic() - started:.0f} s",
+            flush=True,
+        )
+        if val_loss < best_loss:
+            best_loss = val_loss
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return model
+
+
+def export_onnx(model: Any, path: Path) -> None:
+    """Export the trained network to ONNX (dynamic batch, opset 17)."""
+    import torch
+
+    dummy = torch.zeros(1, len(CHANNELS), INPUT_SIZE, INPUT_SIZE)
+    # The TorchScript exporter is deprecated in favour of torch.export, but for a plain
+    # convolutional net it gives a small, stable graph without onnxscript; torch is pinned.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model,
+            (dummy,),
+            str(path),
+            input_names=["frames"],
+            output_names=["text_probability"],
+            dynamic_axes={"frames": {0: "batch"}, "text_probability": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the whole reproduction; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "models")
+    parser.add_argument("--train", type=int, default=16000, help="training frames")
+    parser.add_argument("--val", type=int, default=2000, help="validation frames")
+    parser.add_argument("--eval", type=int, default=4000, help="held-out evaluation frames")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--cache", type=Path, default=CACHE, help="generated splits")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    started = time.monotonic()
+    print("generating synthetic splits", flush=True)
+    data = build_split("train", TRAIN_SEED, args.train, "train", args.workers, args.cache)
+    val = build_split("val", VAL_SEED, args.val, "train", args.workers, args.cache)
+    held = build_split("eval", EVAL_SEED, args.eval, "held_out", args.workers, args.cache)
+    print(f"training on {args.train} frames for {args.epochs} epochs", flush=True)
+    model = train(
+        data,
+        val,
+        epochs=args.epochs,
+        batch=args.batch,
+        lr=args.lr,
+        seed=TRAIN_SEED,
+        threads=args.threads,
+    )
+
+    val_scores = _scores(model, val["inputs"])
+    positives = np.sort(val_scores[val["labels"] == 1])
+    negatives = np.sort(val_scores[val["labels"] == 0])
+    low = float(positives[int(np.floor(0.001 * len(positives)))]) * 0.999
+    high = max(low, float(negatives[min(len(negatives) - 1, int(np.ceil(0.995 * len(negatives))))]))
+    eval_scores = _scores(model, held["inputs"])
+    fpr, tpr, thresholds, auc = roc(eval_scores, held["labels"])
+    recall_2, threshold_2 = recall_at_fpr(eval_scores, held["labels"], 0.02)
+    kinds = np.asarray(held["kinds"])
+    per_kind = {
+        kind: rates_at(eval_scores[kinds == kind], held["labels"][kinds == kind], low)
+        for kind in sorted(set(held["kinds"]))
+    }
+    step = max(1, len(fpr) // 200)
+    metrics = {
+        "synthetic_eval": {
+            "frames": len(eval_scores),
+            "seed": EVAL_SEED,
+            "fonts": "held_out",
+            "roc_auc": auc,
+            "recall_at_fpr_2pct": recall_2,
+            "threshold_at_fpr_2pct": threshold_2,
+            "at_low": rates_at(eval_scores, held["labels"], low),
+            "at_high": rates_at(eval_scores, held["labels"], high),
+            "per_background_at_low": per_kind,
+            "roc_curve": {
+                "fpr": fpr[::step].tolist(),
+                "tpr": tpr[::step].tolist(),
+                "threshold": [min(t, 1.0) for t in thresholds[::step].tolist()],
+            },
+        },
+        "synthetic_val": {
+            "frames": len(val_scores),
+            "seed": VAL_SEED,
+            "fonts": "train",
+            "at_low": rates_at(val_scores, val["labels"], low),
+        },
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    onnx_path = args.out / MODEL_FILE
+    export_onnx(model, onnx_path)
+    manifest_path = args.out / MANIFEST_FILE
+    previous = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest = {
+        "name": "text-classifier",
+        "version": "1.0.0",
+        "file": MODEL_FILE,
+        "sha256": sha256_of(onnx_path),
+        "input": {
+            "name": "frames",
+            "dtype": "float32",
+            "shape": ["batch", len(CHANNELS), INPUT_SIZE, INPUT_SIZE],
+            "size": INPUT_SIZE,
+            "channels": list(CHANNELS),
+            "scale": "uint8 / 255",
+            "preprocess": "scrubber.detect.model_input.model_inputs",
+        },
+        "output": {"name": "text_probability", "dtype": "float32", "shape": ["batch"]},
+        "thresholds": {"low": low, "high": high},
+        "training": {
+            "command": "python -m training.train "
+            + " ".join(sys.argv[1:] if argv is None else argv),
+            "generator_version": GENERATOR_VERSION,
+            "seeds": {"train": TRAIN_SEED, "val": VAL_SEED, "eval": EVAL_SEED},
+            "frames": {"train": args.train, "val": args.val, "eval": args.eval},
+            "held_out_font_families": sorted(HELD_OUT_FAMILIES),
+            "epochs": args.epochs,
+            "batch": args.batch,
+            "lr": args.lr,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "threads": args.threads,
+            "seconds": round(time.monotonic() - started),
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+        },
+        "metrics": {**previous.get("metrics", {}), **metrics},
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    write_model_card(manifest, args.out / "MODEL_CARD.md")
+    summary = metrics["synthetic_eval"]
+    print(
+        f"low={low:.4f} high={high:.4f} eval AUC={auc:.5f} "
+        f"recall@FPR2%={recall_2:.4f} at_low={summary['at_low']}",
+        flush=True,
+    )
+    print(f"wrote {onnx_path} and {manifest_path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
