@@ -12,29 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from scrubber.detect.classifier import TextClassifier, load_classifier
+from scrubber.detect import TextClassifier, load_classifier, score_instance
 from scrubber.dicom_io import read_instance
-from scrubber.dicom_io.pixels import describe_pixels, iter_frames
 from scrubber.errors import InputError
-from scrubber.render import render_frame
 from training.model_card import write_model_card
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus"
-
-
-def rendered_frames(path: Path) -> Iterator[np.ndarray]:
-    """Yield the rendered view of every frame of one file (InputError if it cannot be decoded)."""
-    ds = read_instance(path)
-    description = describe_pixels(ds)
-    for frame in iter_frames(ds):
-        yield render_frame(frame, ds, description)
 
 
 def score_corpus(classifier: TextClassifier, corpus: Path) -> dict[str, dict[str, Any]]:
@@ -58,16 +45,8 @@ def score_corpus(classifier: TextClassifier, corpus: Path) -> dict[str, dict[str
     for rel, label in sorted(labels.items()):
         entry: dict[str, Any] = {"label": label["burned_in"]}
         try:
-            scores: list[float] = []
-            batch: list[np.ndarray] = []
-            for view in rendered_frames(corpus / "files" / rel):
-                batch.append(view)
-                if len(batch) == 32:
-                    scores.extend(float(s) for s in classifier.score_views(batch))
-                    batch = []
-            if batch:
-                scores.extend(float(s) for s in classifier.score_views(batch))
-            entry["scores"] = scores
+            ds = read_instance(corpus / "files" / rel)
+            entry["scores"] = [float(s) for s in score_instance(classifier, ds)]
         except InputError as exc:
             entry["refused"] = exc.reason
         results[rel] = entry

@@ -246,6 +246,98 @@ def _summary(counts: Counter[str], failures: list[FileOutcome], elapsed: float) 
         err.print(f"[red]failed[/] ({failure.reason}) {where}{message}", highlight=False)
 
 
+@app.command()
+def classify(
+    source: Annotated[Path, typer.Argument(help="A DICOM file or a folder tree.", exists=True)],
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-dir",
+            help="Folder with text_classifier.json and the ONNX model "
+            "(default: $SCRUBBER_MODEL_DIR, else the shipped models/).",
+            file_okay=False,
+        ),
+    ] = None,
+    device: Annotated[
+        str, typer.Option("--device", help="auto, cpu or cuda (ONNX Runtime provider).")
+    ] = "auto",
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="Inference threads.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON line per file instead of a table.")
+    ] = False,
+) -> None:
+    """Score every frame for burned-in text and say which files OCR would have to read.
+
+    Prints per file: frames, the highest frame score, how many frames score at or above the
+    model's `low` threshold, the header flags that force OCR regardless, and the route (`ocr` or
+    `clean`). Only paths, numbers and flag names are printed, never header values.
+    """
+    from scrubber.detect import (
+        FrameRoute,
+        header_flags,
+        load_classifier,
+        route_frame,
+        score_instance,
+    )
+    from scrubber.dicom_io import read_instance
+    from scrubber.dicom_io.files import looks_like_dicom
+    from scrubber.runner import iter_files
+
+    _configure_logging(False)
+    if device not in ("auto", "cpu", "cuda"):
+        raise _fail(ConfigError(f"--device must be auto, cpu or cuda, not {device!r}"))
+    try:
+        classifier = load_classifier(model_dir, device=device, threads=threads)  # type: ignore[arg-type]
+    except ScrubberError as exc:
+        raise _fail(exc) from exc
+    low = classifier.thresholds.low
+    table = Table(title="scrubber classify", show_header=True, header_style="bold")
+    for column in ("file", "frames", "max score", "frames >= low", "header flags", "route"):
+        table.add_column(column, justify="right" if column in {"frames", "max score"} else "left")
+    failed = 0
+    for path in iter_files(source):
+        if not looks_like_dicom(path):
+            continue
+        record: dict[str, object] = {"input": str(path)}
+        try:
+            ds = read_instance(path)
+            flags = header_flags(ds)
+            scores = [float(x) for x in score_instance(classifier, ds)]
+        except ScrubberError as exc:
+            failed += 1
+            record.update(error=exc.reason)
+            if as_json:
+                out.print_json(json.dumps(record))
+            else:
+                table.add_row(str(path), "", "", "", "", f"[red]{exc.reason}[/]")
+            continue
+        routes = [route_frame(score, flags, classifier.thresholds) for score in scores]
+        route = "ocr" if FrameRoute.OCR in routes else "clean"
+        above = sum(score >= low for score in scores)
+        record.update(
+            frames=len(scores),
+            max_score=round(max(scores), 4) if scores else None,
+            frames_at_or_above_low=above,
+            flags=list(flags),
+            route=route,
+        )
+        if as_json:
+            out.print_json(json.dumps(record))
+        else:
+            best = f"{max(scores):.4f}" if scores else ""
+            table.add_row(str(path), str(len(scores)), best, str(above), ",".join(flags), route)
+    if not as_json:
+        out.print(table)
+        out.print(
+            f"model {classifier.manifest.version} on {classifier.device}; "
+            f"low={low:.4f}, high={classifier.thresholds.high:.4f}"
+        )
+    if failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
 @keys_app.command("export")
 def keys_export(
     project: ProjectOpt,

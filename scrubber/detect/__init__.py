@@ -3,6 +3,7 @@
 * :mod:`~scrubber.detect.model_input`: a rendered frame reduced to the classifier's input.
 * :mod:`~scrubber.detect.classifier`: the ONNX classifier, checked against its manifest, scoring
   frames in batches with repeats scored once.
+* :mod:`~scrubber.detect.instance`: every frame of an instance decoded, rendered and scored.
 * :mod:`~scrubber.detect.routing`: thresholds and header flags that send frames to OCR.
 
 Importing this package is cheap: ONNX Runtime and OpenCV are imported when first used.
@@ -24,6 +25,7 @@ from scrubber.detect.classifier import (
     frame_digest,
     load_classifier,
 )
+from scrubber.detect.instance import score_instance
 from scrubber.detect.model_input import CHANNELS, INPUT_SIZE, model_input, model_inputs
 from scrubber.detect.routing import (
     HEADER_FLAGS,
@@ -59,4 +61,5 @@ __all__ = [
     "model_input",
     "model_inputs",
     "route_frame",
+    "score_instance",
 ]

@@ -48,6 +48,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "1",
     ]
     assert main(args) == 0
+    (out / "cache").symlink_to(cache)
     return out
 
 
@@ -99,6 +100,38 @@ def test_onnx_export_is_faithful_to_torch(tmp_path: Path) -> None:
     (got,) = session.run(["text_probability"], {"frames": batch})
     assert got.shape == (6,)
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_rescore_recomputes_thresholds_of_the_shipped_model(trained: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from training.train import main
+
+    for name in ("text_classifier.json", "text_classifier.onnx"):
+        shutil.copy(trained / name, tmp_path / name)
+    before = json.loads((tmp_path / "text_classifier.json").read_text())
+    args = [
+        "--out",
+        str(tmp_path),
+        "--cache",
+        str(trained / "cache"),
+        "--val",
+        "48",
+        "--eval",
+        "48",
+        "--workers",
+        "1",
+        "--rescore",
+        "--recall-target",
+        "0.5",
+    ]
+    assert main(args) == 0
+    after = json.loads((tmp_path / "text_classifier.json").read_text())
+    assert after["sha256"] == before["sha256"]  # the model itself is untouched
+    assert after["training"]["recall_target"] == 0.5
+    assert after["thresholds"]["low"] >= before["thresholds"]["low"]
+    assert after["metrics"]["synthetic_val"]["at_low"]["recall"] >= 0.5
+    assert (tmp_path / "MODEL_CARD.md").is_file()
 
 
 def test_a_tampered_model_is_refused(trained: Path, tmp_path: Path) -> None:
