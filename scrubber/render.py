@@ -18,7 +18,52 @@ from pydicom.dataset import Dataset
 
 from scrubber.dicom_io.pixels import PixelDescription
 
-__all__ = ["render_frame"]
+__all__ = ["apply_palette", "render_frame"]
+
+_PALETTE_DATA = tuple(
+    f"{colour}PaletteColorLookupTableData" for colour in ("Red", "Green", "Blue", "Alpha")
+)
+
+
+def apply_palette(values: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Map palette indices to RGB(A) through the data set's palette, in either byte order.
+
+    pydicom's ``apply_color_lut`` reads non-segmented 16-bit LUT data in the machine's byte order
+    whatever the transfer syntax, so a big-endian file's palette comes out byte-swapped (a
+    near-black image). Here the LUT data of a big-endian data set is swapped first.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Palette indices.
+    ds : pydicom.dataset.Dataset
+        The instance with its Palette Color Lookup Table module.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``values.shape + (3,)`` (or 4 with an alpha table), in the LUT's bit depth.
+    """
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.pixels.processing import apply_color_lut
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    big_endian = syntax is not None and syntax.is_transfer_syntax and not syntax.is_little_endian
+    if not big_endian or "RedPaletteColorLookupTableData" not in ds:
+        return np.asarray(apply_color_lut(values, ds))
+    entries = int(ds.RedPaletteColorLookupTableDescriptor[0]) or 65536
+    lut = Dataset()  # new elements: the caller's data set is never modified
+    for keyword in ds.dir("PaletteColorLookupTable"):
+        element = ds[keyword]
+        value = element.value
+        if keyword in _PALETTE_DATA and isinstance(value, bytes) and len(value) == 2 * entries:
+            value = np.frombuffer(value, ">u2").astype("<u2").tobytes()
+        lut.add_new(element.tag, element.VR, value)
+    lut.file_meta = FileMetaDataset()
+    lut.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return np.asarray(apply_color_lut(values, lut))
 
 
 def _first(value: object) -> float | None:
@@ -97,9 +142,7 @@ def render_frame(frame: np.ndarray, ds: Dataset, description: PixelDescription) 
     if photometric.startswith("MONOCHROME"):
         return _greyscale(frame, ds, description)
     if photometric == "PALETTE COLOR":
-        from pydicom.pixels.processing import apply_color_lut
-
-        rgb = apply_color_lut(frame, ds)
+        rgb = apply_palette(frame, ds)
         if rgb.dtype != np.uint8:
             rgb = _scale_to_8bit(rgb, 0.0, float(np.iinfo(rgb.dtype).max))
         return np.asarray(rgb, dtype=np.uint8)

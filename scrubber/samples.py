@@ -531,15 +531,17 @@ def build_image(
         for keyword in ("NumberOfFrames", "FrameTime", "FrameIncrementPointer"):
             if keyword in ds:
                 delattr(ds, keyword)
+    big_endian = transfer_syntax == ExplicitVRBigEndian
     if photometric == "PALETTE COLOR":
-        ramp = np.arange(256, dtype=np.uint16) * 257
+        # an uneven ramp, so that a table read in the wrong byte order shows
+        ramp = np.arange(256, dtype=np.uint16) * 256 + np.arange(256, dtype=np.uint16) // 2
+        order = ">u2" if big_endian else "<u2"
         for colour, table in (("Red", ramp), ("Green", ramp[::-1].copy()), ("Blue", ramp)):
             setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, 16])
-            setattr(ds, f"{colour}PaletteColorLookupTableData", table.tobytes())
+            setattr(ds, f"{colour}PaletteColorLookupTableData", table.astype(order).tobytes())
     stored = values
     if samples > 1 and planar_configuration == 1:
         stored = np.moveaxis(values, -1, 1)  # frames, samples, rows, columns
-    big_endian = transfer_syntax == ExplicitVRBigEndian
     data = stored.astype(stored.dtype.newbyteorder(">") if big_endian else stored.dtype).tobytes()
     ds.PixelData = data + b"\x00" * (len(data) % 2)
     ds["PixelData"].VR = "OB" if ds.BitsAllocated == 8 else "OW"

@@ -309,7 +309,7 @@ def classify(
             failed += 1
             record.update(error=exc.reason)
             if as_json:
-                out.print_json(json.dumps(record))
+                typer.echo(json.dumps(record))
             else:
                 table.add_row(str(path), "", "", "", "", f"[red]{exc.reason}[/]")
             continue
@@ -324,7 +324,7 @@ def classify(
             route=route,
         )
         if as_json:
-            out.print_json(json.dumps(record))
+            typer.echo(json.dumps(record))
         else:
             best = f"{max(scores):.4f}" if scores else ""
             table.add_row(str(path), str(len(scores)), best, str(above), ",".join(flags), route)

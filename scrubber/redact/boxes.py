@@ -59,13 +59,13 @@ class Box:
 
 
 def _palette_darkest(ds: Dataset) -> int:
-    from pydicom.pixels.processing import apply_color_lut
+    from scrubber.render import apply_palette
 
     descriptor = ds.get("RedPaletteColorLookupTableDescriptor", [256, 0, 16])
     entries = int(descriptor[0]) or 65536
     first = int(descriptor[1])
     indices = np.arange(first, first + entries, dtype=np.int64)
-    rgb = apply_color_lut(indices, ds).astype(np.float64)
+    rgb = apply_palette(indices, ds).astype(np.float64)
     luminance = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
     return int(indices[int(np.argmin(luminance))])
 

@@ -6,6 +6,7 @@ text-free (`none`) images do. The figures are also in models/MODEL_CARD.md.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -28,6 +29,18 @@ def test_every_frame_of_every_phi_file_scores_above_low(summary: dict[str, Any])
     assert summary["phi_files_with_a_frame_below_low"] == []
 
 
+def test_the_manifest_reports_these_corpus_figures(summary: dict[str, Any]) -> None:
+    manifest = json.loads((ROOT / "models" / "text_classifier.json").read_text())
+    stored = manifest["metrics"]["corpus"]
+    assert stored["none_images_above_low"] == summary["none_images_above_low"]
+    assert stored["phi_files_with_a_frame_below_low"] == summary["phi_files_with_a_frame_below_low"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 4 open: model 1.0.0, trained on procedural backgrounds only, flags about half "
+    "of the real text-free images (MR, photos, test patterns) at low; see models/MODEL_CARD.md",
+)
 def test_at_most_five_percent_of_text_free_images_score_above_low(
     summary: dict[str, Any],
 ) -> None:

@@ -36,6 +36,9 @@ def _ct_with_text(path: Path, text: bool) -> Path:
     ds.Modality = "CT"
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    for keyword in ("ConversionType", "BurnedInAnnotation"):
+        if keyword in ds:
+            delattr(ds, keyword)
     ds.save_as(path, enforce_file_format=True)
     return path
 

@@ -653,3 +653,13 @@ def test_the_shipped_model_loads_and_scores_in_the_unit_range() -> None:
     assert ((scores >= 0.0) & (scores <= 1.0)).all()
     again = copy.deepcopy(scores)
     np.testing.assert_array_equal(classifier.score_views([blank, text, colour]), again)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 4 open: model 1.0.0 reaches 94.7% recall at 2% false positives on the held-out "
+    "synthetic split (bar: 99.5%); see models/MODEL_CARD.md",
+)
+def test_shipped_model_meets_the_synthetic_bar() -> None:
+    manifest = json.loads((ROOT / "models" / "text_classifier.json").read_text())
+    assert manifest["metrics"]["synthetic_eval"]["recall_at_fpr_2pct"] >= 0.995

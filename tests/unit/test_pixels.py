@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGLSLossless,
@@ -138,3 +140,19 @@ def test_data_sets_without_file_meta_get_their_syntax(tmp_path: Path) -> None:
     ds.set_original_encoding(True, True, ds.original_character_set)
     np.testing.assert_array_equal(next(iter_frames(ds)), values[0])
     assert ds.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+
+
+def test_big_endian_palette_renders_like_little_endian(tmp_path: Path) -> None:
+    """pydicom reads 16-bit palette data in machine order; render swaps big-endian tables."""
+    views = []
+    for syntax in (ExplicitVRLittleEndian, ExplicitVRBigEndian):
+        ds, values = build_image(photometric="PALETTE COLOR", bits_stored=8, transfer_syntax=syntax)
+        write_instance(ds, tmp_path / "palette.dcm")
+        ds = read_instance(tmp_path / "palette.dcm")
+        frame = next(iter(iter_frames(ds)))
+        views.append(render_frame(frame, ds, describe_pixels(ds)))
+        # rendering leaves the data set as it was: a second render gives the same view
+        assert np.array_equal(render_frame(frame, ds, describe_pixels(ds)), views[-1])
+    assert np.array_equal(views[0], views[1])
+    # red follows the index: entry k holds k * 256 + k // 2, which is k in 8 bits
+    assert np.array_equal(views[1][..., 0], values[0].astype(np.uint8))
