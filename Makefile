@@ -39,13 +39,15 @@ train: $(TRAIN_STAMP)
 evaluate-corpus: $(STAMP)
 	$(BIN)/python -m training.evaluate_corpus --model-dir models
 
-## demo: set up, generate synthetic sample DICOMs, de-identify them, and show the result
+## demo: set up, generate synthetic sample DICOMs, de-identify them, classify their frames, show the result
 demo: $(STAMP)
 	rm -rf $(DEMO)/input $(DEMO)/output
 	$(BIN)/scrubber samples $(DEMO)/input --patients 3
 	$(BIN)/scrubber deid $(DEMO)/input $(DEMO)/output --project DEMO \
 		--key-file $(DEMO)/private/reid-key.sqlite --report $(DEMO)/report.jsonl
 	$(BIN)/scrubber keys info --project DEMO --key-file $(DEMO)/private/reid-key.sqlite
+	@echo "--- which frames the burned-in text classifier sends to OCR ---"
+	$(BIN)/scrubber classify $(DEMO)/input
 	@echo "--- one original header (fake patient) ---"
 	$(BIN)/scrubber header $(DEMO)/input/patient01/series1/IM0001.dcm --keyword-filter Patient,Study,Accession,Institution,UID
 	@echo "--- the same instance, de-identified ---"

@@ -294,7 +294,8 @@ def classify(
         raise _fail(exc) from exc
     low = classifier.thresholds.low
     table = Table(title="scrubber classify", show_header=True, header_style="bold")
-    for column in ("file", "frames", "max score", "frames >= low", "header flags", "route"):
+    table.add_column("file", overflow="fold")
+    for column in ("frames", "max score", "frames >= low", "header flags", "route"):
         table.add_column(column, justify="right" if column in {"frames", "max score"} else "left")
     failed = 0
     for path in iter_files(source):
