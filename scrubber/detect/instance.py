@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydicom.dataset import Dataset
 
-from scrubber.detect.classifier import TextClassifier
+from scrubber.detect.classifier import FrameBatcher, TextClassifier
 from scrubber.dicom_io.pixels import describe_pixels, iter_frames
 from scrubber.render import render_frame
 
@@ -15,8 +15,9 @@ __all__ = ["score_instance"]
 def score_instance(classifier: TextClassifier, ds: Dataset) -> np.ndarray:
     """Burned-in text probability of every frame of ``ds``, in frame order.
 
-    Frames are decoded one at a time and scored in batches of the classifier's batch size, so a
-    long cine never sits in memory whole; identical frames are scored once.
+    Frames are decoded and rendered one at a time and reduced to the model input at once, and
+    scored in batches of the classifier's batch size, so a long cine never sits in memory whole;
+    identical frames anywhere in the instance (a frozen cine, repeated banners) are scored once.
 
     Parameters
     ----------
@@ -38,15 +39,10 @@ def score_instance(classifier: TextClassifier, ds: Dataset) -> np.ndarray:
         If a frame cannot be decoded.
     """
     description = describe_pixels(ds)
-    scores: list[np.ndarray] = []
-    batch: list[np.ndarray] = []
-    for frame in iter_frames(ds):
-        batch.append(render_frame(frame, ds, description))
-        if len(batch) == classifier.batch_size:
-            scores.append(classifier.score_views(batch))
-            batch = []
-    if batch:
-        scores.append(classifier.score_views(batch))
-    if not scores:
-        return np.zeros(0, np.float32)
-    return np.concatenate(scores).astype(np.float32, copy=False)
+    batcher: FrameBatcher[int] = classifier.batcher()
+    scores: dict[int, float] = {}
+    count = 0
+    for count, frame in enumerate(iter_frames(ds), start=1):
+        scores.update(batcher.add(count - 1, render_frame(frame, ds, description)))
+    scores.update(batcher.flush())
+    return np.array([scores[index] for index in range(count)], dtype=np.float32)
