@@ -12,7 +12,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated, TextIO, cast
 
 import typer
 from rich.console import Console
@@ -40,7 +40,7 @@ from scrubber.deid import (
     default_key_path,
     resolve_secret,
 )
-from scrubber.errors import ConfigError, ScrubberError
+from scrubber.errors import ConfigError, NotDicomError, ScrubberError
 from scrubber.runner import DeidJob, FileOutcome, FileStatus, resolve_destination
 
 app = typer.Typer(
@@ -275,6 +275,7 @@ def classify(
     `clean`). Only paths, numbers and flag names are printed, never header values.
     """
     from scrubber.detect import (
+        Device,
         FrameRoute,
         header_flags,
         load_classifier,
@@ -282,14 +283,13 @@ def classify(
         score_instance,
     )
     from scrubber.dicom_io import read_instance
-    from scrubber.dicom_io.files import looks_like_dicom
     from scrubber.runner import iter_files
 
     _configure_logging(False)
     if device not in ("auto", "cpu", "cuda"):
         raise _fail(ConfigError(f"--device must be auto, cpu or cuda, not {device!r}"))
     try:
-        classifier = load_classifier(model_dir, device=device, threads=threads)  # type: ignore[arg-type]
+        classifier = load_classifier(model_dir, device=cast(Device, device), threads=threads)
     except ScrubberError as exc:
         raise _fail(exc) from exc
     low = classifier.thresholds.low
@@ -299,13 +299,13 @@ def classify(
         table.add_column(column, justify="right" if column in {"frames", "max score"} else "left")
     failed = 0
     for path in iter_files(source):
-        if not looks_like_dicom(path):
-            continue
         record: dict[str, object] = {"input": str(path)}
         try:
-            ds = read_instance(path)
+            ds = read_instance(path)  # checks the content first: not DICOM → NotDicomError
             flags = header_flags(ds)
             scores = [float(x) for x in score_instance(classifier, ds)]
+        except NotDicomError:
+            continue  # other files in a tree (notes, thumbnails) are not inputs
         except ScrubberError as exc:
             failed += 1
             record.update(error=exc.reason)
