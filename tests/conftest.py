@@ -48,19 +48,32 @@ def require_tool(name: str) -> str:
     pytest.skip(message)
 
 
-def require_torch() -> None:
-    """Skip (locally) or fail (under CI) when torch, needed only for training, is absent."""
+def require_training_extra(*modules: str) -> None:
+    """Skip (locally) or fail (under CI) when a package of the ``train`` extra is absent.
+
+    Parameters
+    ----------
+    *modules : str
+        Import names needed (``torch``, ``skimage``, ``nilearn``, ``nibabel``).
+    """
     import importlib.util
 
-    if importlib.util.find_spec("torch") is not None:
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if not missing:
         return
     message = (
-        "torch is not installed: training tests need it. Run `make train-setup` (installs the "
-        "pinned torch from the local wheel store); .ci/run does this before `make test`."
+        f"{', '.join(missing)} not installed: training tests need the train extra. Run "
+        "`make train-setup` (installs the pinned torch from the local wheel store and "
+        "`.[dev,train]`); .ci/run does this before `make test`."
     )
     if in_ci():
         pytest.fail(message)
     pytest.skip(message)
+
+
+def require_torch() -> None:
+    """Skip (locally) or fail (under CI) when torch, needed only for training, is absent."""
+    require_training_extra("torch", "skimage", "nilearn", "nibabel")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

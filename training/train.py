@@ -279,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the whole reproduction; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "models")
-    parser.add_argument("--train", type=int, default=16000, help="training frames")
+    parser.add_argument("--train", type=int, default=20000, help="training frames")
     parser.add_argument("--val", type=int, default=2000, help="validation frames")
     parser.add_argument("--eval", type=int, default=4000, help="held-out evaluation frames")
     parser.add_argument("--epochs", type=int, default=18)

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from scrubber.detect.model_input import CHANNELS, INPUT_SIZE, model_input
+from tests.conftest import require_training_extra
+from training import synth
 from training.synth import HELD_OUT_FAMILIES, available_fonts, generate, make_sample
+
+
+@pytest.fixture(autouse=True)
+def _real_image_sources() -> None:
+    """The generator's real-image backgrounds come from packages of the train extra."""
+    require_training_extra("skimage", "nilearn", "nibabel")
 
 
 def test_same_seed_same_frames_different_seed_different_frames() -> None:
@@ -73,3 +81,57 @@ def test_model_input_of_generated_frames_has_the_contract_shape() -> None:
     for sample in generate(2, 4):
         x = model_input(sample.view)
         assert x.shape == (len(CHANNELS), INPUT_SIZE, INPUT_SIZE) and x.dtype == np.uint8
+
+
+@pytest.mark.parametrize("kind", ["mr_template", "photo", "test_pattern"])
+@pytest.mark.parametrize("shape", [(64, 64), (350, 800), (1200, 1000)])
+def test_real_image_and_pattern_backgrounds_fill_any_frame_size(
+    kind: str, shape: tuple[int, int]
+) -> None:
+    make = {"mr_template": synth._mr_template, "photo": synth._photo}.get(kind, synth._test_pattern)
+    for index in range(4):
+        view = make(np.random.default_rng([17, index]), *shape)
+        assert view.dtype == np.uint8 and view.shape[:2] == shape and view.ndim in (2, 3)
+        # something is there: not a blank frame
+        assert int(view.max()) - int(view.min()) >= 40
+
+
+def test_brain_template_backgrounds_show_anatomy_not_noise() -> None:
+    """Slices come from the bundled template: large smooth structures, not white noise."""
+    view = synth._mr_template(np.random.default_rng([5, 0]), 512, 512).astype(np.float32)
+    neighbours = np.corrcoef(view[:, :-1].ravel(), view[:, 1:].ravel())[0, 1]
+    assert neighbours > 0.8
+
+
+def _line(text: str, height: int) -> synth._Line:
+    font = next(f for f in available_fonts() if f.family == "hershey-simplex")
+    return synth._Line(20, 30, synth._render_text_mask(text, font, height, antialias=False))
+
+
+def test_a_line_covered_by_later_drawing_is_not_labelled() -> None:
+    view = np.full((120, 400), 30, np.uint8)
+    line = _line("DOE JOHN 123456", 16)
+    synth._blend(view, line.mask, line.x, line.y, (230, 230, 230))
+    assert synth._legible(view, line)
+    h, w = line.mask.shape
+    view[line.y : line.y + h, line.x : line.x + w] = 200  # a banner strip drawn over it
+    assert not synth._legible(view, line)
+
+
+def test_faint_text_below_the_contrast_floor_is_not_labelled() -> None:
+    view = np.full((120, 400, 3), 100, np.uint8)
+    line = _line("04-SEP-07 20:42", 14)
+    synth._blend(view, line.mask, line.x, line.y, (108, 108, 108))
+    assert not synth._legible(view, line)
+    synth._blend(view, line.mask, line.x, line.y, (255, 0, 0))  # red on grey: chroma counts
+    assert synth._legible(view, line)
+
+
+def test_every_labelled_box_stands_out_from_its_surroundings() -> None:
+    for sample in generate(31, 40):
+        view = sample.view.astype(np.int16)
+        if view.ndim == 2:
+            view = view[..., None]
+        for x, y, w, h in sample.boxes:
+            patch = view[y : y + h, x : x + w]
+            assert int((patch.max(axis=(0, 1)) - patch.min(axis=(0, 1))).max()) >= 24
