@@ -1,0 +1,368 @@
+"""OCR behind one interface: text regions (box, string, confidence) per rendered frame.
+
+An engine reads one rendered frame (``uint8``, ``(rows, columns)`` or ``(rows, columns, 3)`` RGB,
+as :func:`scrubber.render.render_frame` makes it) and returns :class:`TextRegion` objects in that
+frame's pixel coordinates. Engines are registered by name and imported only when first loaded, so
+``import scrubber`` never pulls in an OCR stack:
+
+===========  ======================================================  ============================
+name         engine                                                  needs
+===========  ======================================================  ============================
+``rapidocr`` PP-OCR detection and recognition on ONNX Runtime; the   ``rapidocr`` (core)
+             models ship inside the wheel (the CPU default)
+===========  ======================================================  ============================
+
+Whatever the engine, :func:`read_text` applies the same frame handling: frames larger than the
+engine's working size are read in overlapping tiles (so small banner glyphs on a 3,000-pixel film
+are not shrunk away), and boxes no text line could have (most of the frame, absurd shapes) are
+dropped and counted, so that a detector's hallucination cannot black out a whole image.
+
+Text read by OCR is patient data: :class:`TextRegion` keeps it out of its ``repr`` and nothing in
+this module logs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol, runtime_checkable
+
+import numpy as np
+
+from scrubber.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_ENGINE",
+    "ENGINES",
+    "OcrEngine",
+    "OcrUnavailableError",
+    "ReadResult",
+    "TextRegion",
+    "available_engines",
+    "load_engine",
+    "merge_regions",
+    "read_text",
+    "register_engine",
+    "tiles",
+]
+
+_log = logging.getLogger(__name__)
+
+#: The engine used when none is named.
+DEFAULT_ENGINE: Final = "rapidocr"
+
+
+class OcrUnavailableError(ConfigError):
+    """The requested OCR engine cannot be loaded (package or model files missing)."""
+
+    reason = "ocr_unavailable"
+
+
+@dataclass(frozen=True)
+class TextRegion:
+    """One piece of text found in a frame.
+
+    Attributes
+    ----------
+    x, y, width, height : int
+        Axis-aligned bounding box in frame pixels (clipped to the frame).
+    text : str
+        What the engine read (may be empty when it found text it could not read). Patient data:
+        never logged, never in ``repr``.
+    confidence : float
+        The engine's confidence in ``text``, 0 to 1 (the detector's box confidence when the
+        recogniser read nothing).
+    """
+
+    x: int
+    y: int
+    width: int
+    height: int
+    text: str = field(default="", repr=False)
+    confidence: float = 0.0
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """``(x, y, width, height)``."""
+        return self.x, self.y, self.width, self.height
+
+    @property
+    def area(self) -> int:
+        """Box area in pixels."""
+        return self.width * self.height
+
+    def moved(self, dx: int, dy: int) -> TextRegion:
+        """Return the same region shifted by ``(dx, dy)``."""
+        return TextRegion(
+            self.x + dx, self.y + dy, self.width, self.height, self.text, self.confidence
+        )
+
+
+@runtime_checkable
+class OcrEngine(Protocol):
+    """What an OCR engine provides.
+
+    Attributes
+    ----------
+    name : str
+        Registry name.
+    max_side : int
+        Largest frame side the engine reads whole; :func:`read_text` tiles larger frames.
+    """
+
+    name: str
+    max_side: int
+
+    def read(self, view: np.ndarray) -> list[TextRegion]:
+        """Find and read the text of one rendered frame (or tile).
+
+        Parameters
+        ----------
+        view : numpy.ndarray
+            ``uint8`` frame, ``(rows, columns)`` greyscale or ``(rows, columns, 3)`` RGB.
+
+        Returns
+        -------
+        list of TextRegion
+            Regions in ``view``'s pixel coordinates.
+        """
+        ...
+
+
+#: Registered engines: name -> ``"module:factory"`` (imported on first use) or a factory.
+ENGINES: dict[str, str | Callable[..., OcrEngine]] = {
+    "rapidocr": "scrubber.detect.ocr_rapid:RapidOcrEngine",
+}
+_ENGINE_PACKAGES: Final = {"rapidocr": "rapidocr"}
+_cache: dict[tuple[str, int | None], OcrEngine] = {}
+_cache_lock = threading.Lock()
+
+
+def register_engine(name: str, factory: str | Callable[..., OcrEngine]) -> None:
+    """Register an OCR engine under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        Registry name (as given to :func:`load_engine` and ``--ocr``).
+    factory : str or callable
+        ``"package.module:callable"`` imported on first use, or a callable taking the keyword
+        ``threads`` and returning an :class:`OcrEngine`.
+    """
+    ENGINES[name] = factory
+
+
+def available_engines() -> list[str]:
+    """Names of the registered engines whose package is installed.
+
+    Returns
+    -------
+    list of str
+        Sorted names.
+    """
+    import importlib.util
+
+    found = []
+    for name in sorted(ENGINES):
+        package = _ENGINE_PACKAGES.get(name)
+        if package is None or importlib.util.find_spec(package) is not None:
+            found.append(name)
+    return found
+
+
+def load_engine(name: str = DEFAULT_ENGINE, *, threads: int | None = None) -> OcrEngine:
+    """Load (once per process, name and thread count) an OCR engine.
+
+    Parameters
+    ----------
+    name : str, optional
+        Registered engine name.
+    threads : int, optional
+        CPU threads the engine may use (default: the engine's choice, at most 4).
+
+    Returns
+    -------
+    OcrEngine
+        The loaded engine.
+
+    Raises
+    ------
+    OcrUnavailableError
+        If ``name`` is not registered, or its package or model files are missing.
+    """
+    if name not in ENGINES:
+        raise OcrUnavailableError(
+            f"unknown OCR engine {name!r}; choose one of: {', '.join(sorted(ENGINES))}"
+        )
+    key = (name, threads)
+    with _cache_lock:
+        engine = _cache.get(key)
+        if engine is None:
+            engine = _build(name, threads)
+            _cache[key] = engine
+    return engine
+
+
+def _build(name: str, threads: int | None) -> OcrEngine:
+    factory = ENGINES[name]
+    if isinstance(factory, str):
+        module_name, _, attribute = factory.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            package = _ENGINE_PACKAGES.get(name, name)
+            raise OcrUnavailableError(
+                f"OCR engine {name!r} cannot be imported ({type(exc).__name__}): install its "
+                f"package ({package}), e.g. pip install -e . from the project root"
+            ) from None
+        factory = getattr(module, attribute)
+    engine: OcrEngine = factory(threads=threads)
+    return engine
+
+
+# --------------------------------------------------------------------------- frame handling
+
+
+@dataclass
+class ReadResult:
+    """Text found in one frame.
+
+    Attributes
+    ----------
+    regions : list of TextRegion
+        Plausible text regions in frame coordinates.
+    rejected : int
+        Boxes the engine returned that no text line could have (dropped).
+    tiles : int
+        Number of engine calls made for the frame.
+    """
+
+    regions: list[TextRegion]
+    rejected: int = 0
+    tiles: int = 1
+
+
+def tiles(rows: int, columns: int, side: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """Cut a frame into overlapping tiles no larger than ``side``.
+
+    Parameters
+    ----------
+    rows, columns : int
+        Frame size.
+    side : int
+        Largest tile side.
+    overlap : int
+        Pixels shared by neighbouring tiles (at least the tallest text line expected, so every
+        line lies whole inside some tile).
+
+    Returns
+    -------
+    list of tuple of int
+        ``(x, y, width, height)`` of each tile, covering the frame.
+    """
+    if side <= overlap:
+        raise ValueError("tile side must be larger than the overlap")
+
+    def starts(length: int) -> list[int]:
+        if length <= side:
+            return [0]
+        count = -(-(length - overlap) // (side - overlap))
+        step = (length - side) / (count - 1)
+        return [round(i * step) for i in range(count)]
+
+    return [
+        (x, y, min(side, columns - x), min(side, rows - y))
+        for y in starts(rows)
+        for x in starts(columns)
+    ]
+
+
+#: A text line is never taller than this share of the frame's shorter side (nor 120 px) in
+#: both directions at once; a box thicker than that is a detector artefact, not a line.
+_MAX_LINE_THICKNESS: Final = 0.2
+_MIN_LINE_THICKNESS_PX: Final = 120
+_TILE_OVERLAP: Final = 160
+
+
+def _plausible(region: TextRegion, rows: int, columns: int) -> bool:
+    if region.width < 2 or region.height < 2:
+        return False
+    thickness = min(region.width, region.height)
+    limit = max(_MIN_LINE_THICKNESS_PX, _MAX_LINE_THICKNESS * min(rows, columns))
+    return thickness <= limit
+
+
+def merge_regions(regions: Sequence[TextRegion], min_overlap: float = 0.5) -> list[TextRegion]:
+    """Drop regions mostly contained in a larger one (the same line read from two tiles).
+
+    Parameters
+    ----------
+    regions : sequence of TextRegion
+        Regions in one coordinate system.
+    min_overlap : float, optional
+        Share of a region's area that must lie inside a larger region for it to be dropped.
+
+    Returns
+    -------
+    list of TextRegion
+        The kept regions, largest first.
+    """
+    kept: list[TextRegion] = []
+    for region in sorted(regions, key=lambda r: r.area, reverse=True):
+        duplicate = False
+        for other in kept:
+            right = min(region.x + region.width, other.x + other.width)
+            bottom = min(region.y + region.height, other.y + other.height)
+            ix = max(0, right - max(region.x, other.x))
+            iy = max(0, bottom - max(region.y, other.y))
+            if ix * iy >= min_overlap * max(1, region.area):
+                duplicate = True
+                break
+        if not duplicate:
+            kept.append(region)
+    return kept
+
+
+def read_text(engine: OcrEngine, view: np.ndarray) -> ReadResult:
+    """Read the text of one rendered frame, tiling large frames and dropping implausible boxes.
+
+    Parameters
+    ----------
+    engine : OcrEngine
+        A loaded engine (:func:`load_engine`).
+    view : numpy.ndarray
+        ``uint8`` rendered frame, greyscale or RGB.
+
+    Returns
+    -------
+    ReadResult
+        Regions in frame coordinates, clipped to the frame.
+    """
+    if view.dtype != np.uint8 or view.ndim not in (2, 3):
+        raise ValueError("OCR reads uint8 rendered frames, (rows, columns) or (rows, columns, 3)")
+    rows, columns = view.shape[:2]
+    boxes = tiles(rows, columns, max(engine.max_side, _TILE_OVERLAP * 2), _TILE_OVERLAP)
+    found: list[TextRegion] = []
+    rejected = 0
+    for x, y, w, h in boxes:
+        tile = np.ascontiguousarray(view[y : y + h, x : x + w])
+        for region in engine.read(tile):
+            clipped = _clip(region.moved(x, y), rows, columns)
+            if clipped is None or not _plausible(clipped, rows, columns):
+                rejected += 1
+                continue
+            found.append(clipped)
+    regions = merge_regions(found) if len(boxes) > 1 else found
+    return ReadResult(regions=regions, rejected=rejected, tiles=len(boxes))
+
+
+def _clip(region: TextRegion, rows: int, columns: int) -> TextRegion | None:
+    x0, y0 = max(0, region.x), max(0, region.y)
+    x1 = min(columns, region.x + region.width)
+    y1 = min(rows, region.y + region.height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return TextRegion(x0, y0, x1 - x0, y1 - y0, region.text, region.confidence)

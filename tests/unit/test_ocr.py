@@ -1,0 +1,164 @@
+"""OCR interface: registry, tiling, implausible boxes, and the RapidOCR engine on drawn text."""
+
+from __future__ import annotations
+
+import itertools
+
+import cv2
+import numpy as np
+import pytest
+
+from scrubber.detect.ocr import (
+    ENGINES,
+    OcrEngine,
+    OcrUnavailableError,
+    TextRegion,
+    available_engines,
+    load_engine,
+    merge_regions,
+    read_text,
+    register_engine,
+    tiles,
+)
+
+
+class _Scripted:
+    """A stand-in engine that reports fixed boxes in tile coordinates and records its calls."""
+
+    name = "scripted"
+
+    def __init__(self, max_side: int, regions: list[TextRegion]) -> None:
+        self.max_side = max_side
+        self.regions = regions
+        self.calls: list[tuple[int, int]] = []
+
+    def read(self, view: np.ndarray) -> list[TextRegion]:
+        self.calls.append(view.shape[:2])
+        return list(self.regions)
+
+
+def test_text_is_kept_out_of_the_repr() -> None:
+    region = TextRegion(1, 2, 30, 10, "DOE^JANE 1234567", 0.9)
+    assert "DOE" in region.text
+    assert "DOE" not in repr(region) and "1234567" not in repr(region)
+
+
+@pytest.mark.parametrize(("rows", "columns"), [(100, 100), (1600, 1600), (2140, 1760), (5000, 300)])
+def test_tiles_cover_the_frame_with_the_promised_overlap(rows: int, columns: int) -> None:
+    side, overlap = 1000, 160
+    cut = tiles(rows, columns, side, overlap)
+    covered = np.zeros((rows, columns), np.int32)
+    for x, y, w, h in cut:
+        assert 0 < w <= side and 0 < h <= side
+        assert x + w <= columns and y + h <= rows
+        covered[y : y + h, x : x + w] += 1
+    assert covered.min() >= 1
+    # any line up to `overlap` px tall lies whole inside one tile: neighbouring tiles share rows
+    starts = sorted({y for _, y, _, _ in cut})
+    heights = {y: h for _, y, _, h in cut}
+    for a, b in itertools.pairwise(starts):
+        assert a + heights[a] - b >= overlap
+
+
+def test_large_frames_are_read_in_tiles_and_boxes_come_back_in_frame_coordinates() -> None:
+    engine = _Scripted(600, [TextRegion(10, 20, 50, 12, "X", 0.9)])
+    view = np.zeros((1000, 1300), np.uint8)
+    result = read_text(engine, view)
+    assert result.tiles == len(engine.calls) > 1
+    assert all(max(shape) <= 600 for shape in engine.calls)
+    origins = {(x, y) for x, y, _, _ in tiles(1000, 1300, 600, 160)}
+    assert {(r.x - 10, r.y - 20) for r in result.regions} == origins
+
+
+def test_boxes_no_text_line_could_have_are_dropped_and_counted() -> None:
+    whole = TextRegion(0, 0, 500, 400, "", 0.6)  # most of the frame
+    line = TextRegion(20, 30, 200, 14, "12/03/1961", 0.95)
+    sliver = TextRegion(5, 5, 1, 40, "", 0.5)
+    engine = _Scripted(1600, [whole, line, sliver])
+    result = read_text(engine, np.zeros((512, 512, 3), np.uint8))
+    assert [r.box for r in result.regions] == [line.box]
+    assert result.rejected == 2
+
+
+def test_vertical_lines_are_kept() -> None:
+    rotated = TextRegion(480, 10, 16, 300, "R", 0.9)  # a rotated banner: tall but thin
+    result = read_text(_Scripted(1600, [rotated]), np.zeros((512, 512), np.uint8))
+    assert [r.box for r in result.regions] == [rotated.box]
+
+
+def test_boxes_are_clipped_to_the_frame() -> None:
+    result = read_text(
+        _Scripted(1600, [TextRegion(-4, 500, 40, 20, "A", 0.9)]), np.zeros((512, 512), np.uint8)
+    )
+    assert [r.box for r in result.regions] == [(0, 500, 36, 12)]
+
+
+def test_merge_drops_lines_read_twice_in_overlapping_tiles() -> None:
+    a = TextRegion(100, 100, 200, 20, "AB", 0.9)
+    b = TextRegion(150, 102, 120, 17, "B", 0.8)  # inside a
+    c = TextRegion(100, 140, 200, 20, "CD", 0.9)  # another line
+    assert [r.box for r in merge_regions([b, a, c])] == [a.box, c.box]
+
+
+def test_read_text_refuses_raw_stored_values() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        read_text(_Scripted(1600, []), np.zeros((10, 10), np.uint16))
+
+
+def test_unknown_engines_are_refused_with_the_choices() -> None:
+    with pytest.raises(OcrUnavailableError, match="rapidocr"):
+        load_engine("tesseract-9000")
+
+
+def test_registered_engines_load_lazily_by_name() -> None:
+    built: list[int | None] = []
+
+    def factory(threads: int | None = None) -> OcrEngine:
+        built.append(threads)
+        return _Scripted(1600, [])
+
+    register_engine("test-scripted", factory)
+    try:
+        first = load_engine("test-scripted", threads=1)
+        again = load_engine("test-scripted", threads=1)
+        assert first is again and built == [1]
+        assert "test-scripted" in available_engines()
+    finally:
+        del ENGINES["test-scripted"]
+
+
+def test_a_missing_engine_package_is_a_clear_error() -> None:
+    register_engine("test-missing", "scrubber_no_such_module:Engine")
+    try:
+        with pytest.raises(OcrUnavailableError, match="cannot be imported"):
+            load_engine("test-missing")
+    finally:
+        del ENGINES["test-missing"]
+
+
+def _banner_frame() -> np.ndarray:
+    view = np.zeros((480, 640, 3), np.uint8)
+    cv2.circle(view, (320, 280), 150, (90, 90, 90), -1)
+    cv2.putText(view, "SMITH JOHN", (12, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1)
+    cv2.putText(view, "ID 4417302", (470, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1)
+    cv2.putText(view, "03/14/1962", (12, 460), cv2.FONT_HERSHEY_DUPLEX, 0.5, (200, 200, 200), 1)
+    return view
+
+
+@pytest.mark.slow
+def test_rapidocr_finds_and_reads_banner_text() -> None:
+    engine = load_engine("rapidocr", threads=2)
+    result = read_text(engine, _banner_frame())
+    texts = " ".join(r.text for r in result.regions).replace(" ", "")
+    assert "SMITH" in texts and "4417302" in texts and "1962" in texts
+    for region in result.regions:
+        assert region.y < 40 or region.y > 430  # nothing found on the plain disc
+
+
+@pytest.mark.slow
+def test_rapidocr_finds_nothing_on_a_text_free_frame() -> None:
+    engine = load_engine("rapidocr", threads=2)
+    view = _banner_frame()
+    view[:40] = 0
+    view[430:] = 0
+    assert read_text(engine, view).regions == []
