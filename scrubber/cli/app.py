@@ -94,6 +94,75 @@ KeyFileOpt = Annotated[
 ]
 
 
+SecretFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--secret-file",
+        help=f"File holding the project secret (else ${SECRET_ENV}, else the key's own).",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+ProfileOptionOpt = Annotated[
+    list[ProfileOption] | None,
+    typer.Option(
+        "--option",
+        "-o",
+        help="Profile option to apply (repeatable). Default: "
+        + ", ".join(sorted(o.value for o in DEFAULT_OPTIONS))
+        + ".",
+    ),
+]
+BasicOnlyOpt = Annotated[
+    bool, typer.Option("--basic-only", help="Apply no option but those given with --option.")
+]
+StrictOpt = Annotated[
+    bool,
+    typer.Option("--strict", help="Also remove standard attributes the profile does not list."),
+]
+KeepPrivateOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--keep-private", help="Safe private attribute to keep, as CREATOR,gggg,xx (repeatable)."
+    ),
+]
+DateShiftOpt = Annotated[
+    DateShiftScope,
+    typer.Option("--date-shift", help="One date shift for the project, or one per patient."),
+]
+DateShiftDaysOpt = Annotated[
+    int | None,
+    typer.Option("--date-shift-days", help="Fixed shift in days instead of a keyed one."),
+]
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option("--report", help="Write one JSON line per input (no PHI).", dir_okay=False),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="More log output.")]
+
+
+def _deid_config(
+    project: str,
+    option: list[ProfileOption] | None,
+    basic_only: bool,
+    strict: bool,
+    keep_private: list[str] | None,
+    date_shift: DateShiftScope,
+    date_shift_days: int | None,
+) -> DeidConfig:
+    options = set() if basic_only else set(DEFAULT_OPTIONS)
+    options |= set(option or [])
+    return DeidConfig(
+        project=project,
+        options=frozenset(options),
+        strict=strict,
+        keep_private=frozenset(PrivateTagSpec.parse(t) for t in keep_private or []),
+        date_shift_scope=date_shift,
+        date_shift_days=date_shift_days,
+    )
+
+
 @app.command()
 def deid(
     source: Annotated[Path, typer.Argument(help="A DICOM file or a folder tree.", exists=True)],
@@ -101,70 +170,24 @@ def deid(
         Path, typer.Argument(help="Output file, or folder mirroring the input tree.")
     ],
     project: ProjectOpt,
-    secret_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--secret-file",
-            help=f"File holding the project secret (else ${SECRET_ENV}, else the key's own).",
-            exists=True,
-            dir_okay=False,
-        ),
-    ] = None,
+    secret_file: SecretFileOpt = None,
     key_file: KeyFileOpt = None,
-    option: Annotated[
-        list[ProfileOption] | None,
-        typer.Option(
-            "--option",
-            "-o",
-            help="Profile option to apply (repeatable). Default: "
-            + ", ".join(sorted(o.value for o in DEFAULT_OPTIONS))
-            + ".",
-        ),
-    ] = None,
-    basic_only: Annotated[
-        bool,
-        typer.Option("--basic-only", help="Apply no option but those given with --option."),
-    ] = False,
-    strict: Annotated[
-        bool,
-        typer.Option("--strict", help="Also remove standard attributes the profile does not list."),
-    ] = False,
-    keep_private: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--keep-private",
-            help="Safe private attribute to keep, as CREATOR,gggg,xx (repeatable).",
-        ),
-    ] = None,
-    date_shift: Annotated[
-        DateShiftScope,
-        typer.Option("--date-shift", help="One date shift for the project, or one per patient."),
-    ] = DateShiftScope.PROJECT,
-    date_shift_days: Annotated[
-        int | None,
-        typer.Option("--date-shift-days", help="Fixed shift in days instead of a keyed one."),
-    ] = None,
-    report: Annotated[
-        Path | None,
-        typer.Option("--report", help="Write one JSON line per input (no PHI).", dir_okay=False),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More log output.")] = False,
+    option: ProfileOptionOpt = None,
+    basic_only: BasicOnlyOpt = False,
+    strict: StrictOpt = False,
+    keep_private: KeepPrivateOpt = None,
+    date_shift: DateShiftOpt = DateShiftScope.PROJECT,
+    date_shift_days: DateShiftDaysOpt = None,
+    report: ReportOpt = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """De-identify DICOM headers (PS3.15 Basic Profile); pixels are copied unchanged."""
     _configure_logging(verbose)
-
-    options = set() if basic_only else set(DEFAULT_OPTIONS)
-    options |= set(option or [])
     key_path = key_file or default_key_path(project)
     try:
-        config = DeidConfig(
-            project=project,
-            options=frozenset(options),
-            strict=strict,
-            keep_private=frozenset(PrivateTagSpec.parse(t) for t in keep_private or []),
-            date_shift_scope=date_shift,
-            date_shift_days=date_shift_days,
+        config = _deid_config(
+            project, option, basic_only, strict, keep_private, date_shift, date_shift_days
         )
         resolve_destination(source, destination, [key_path])  # before touching the key
         store = KeyStore(key_path, project)
@@ -211,6 +234,144 @@ def deid(
         elapsed = time.perf_counter() - started
     _summary(counts, failures, elapsed)
     if failures:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command()
+def scrub(
+    source: Annotated[Path, typer.Argument(help="A DICOM file or a folder tree.", exists=True)],
+    destination: Annotated[
+        Path, typer.Argument(help="Output file, or folder mirroring the input tree.")
+    ],
+    project: ProjectOpt,
+    quarantine: Annotated[
+        Path | None,
+        typer.Option(
+            "--quarantine",
+            help="Folder for quarantined originals, by reason (default: beside the output, "
+            "named <output>.quarantine).",
+            file_okay=False,
+        ),
+    ] = None,
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--policy",
+            help="all: black out every text region; phi: keep text that identifies nobody "
+            "(markers, units, parameters).",
+        ),
+    ] = "all",
+    ocr: Annotated[str, typer.Option("--ocr", help="OCR engine.")] = "rapidocr",
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-dir",
+            help="Classifier folder (default: $SCRUBBER_MODEL_DIR, else the shipped models/).",
+            file_okay=False,
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="Inference threads per model.")
+    ] = None,
+    secret_file: SecretFileOpt = None,
+    key_file: KeyFileOpt = None,
+    option: ProfileOptionOpt = None,
+    basic_only: BasicOnlyOpt = False,
+    strict: StrictOpt = False,
+    keep_private: KeepPrivateOpt = None,
+    date_shift: DateShiftOpt = DateShiftScope.PROJECT,
+    date_shift_days: DateShiftDaysOpt = None,
+    report: ReportOpt = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Black out burned-in text, verify it is gone, and de-identify headers.
+
+    Every input ends in exactly one place: the output (clean: pixels untouched; scrubbed: text
+    blacked out and verified) or the quarantine (the original, with a .json note of the reason).
+    Prints one line per file: status, reason, frames, frames read by OCR, regions blacked out.
+    """
+    from scrubber.detect import load_classifier
+    from scrubber.detect.decide import Policy
+    from scrubber.detect.ocr import load_engine
+    from scrubber.pipeline import ScrubConfig
+    from scrubber.runner.scrub_job import ScrubJob
+
+    _configure_logging(verbose)
+    key_path = key_file or default_key_path(project)
+    try:
+        if policy not in {p.value for p in Policy}:
+            raise ConfigError(f"--policy must be all or phi, not {policy!r}")
+        config = _deid_config(
+            project, option, basic_only, strict, keep_private, date_shift, date_shift_days
+        )
+        target = resolve_destination(source, destination, [key_path])
+        if quarantine is None:
+            quarantine = (
+                target.with_name(target.name + ".quarantine")
+                if source.is_dir()
+                else target.parent / "quarantine"
+            )
+        classifier = load_classifier(model_dir, threads=threads)
+        engine = load_engine(ocr, threads=threads)
+        store = KeyStore(key_path, project)
+    except ScrubberError as exc:
+        raise _fail(exc) from exc
+    counts: Counter[str] = Counter()
+    held = []
+    with store:
+        try:
+            secret, secret_source = resolve_secret(store, secret_file)
+            job = ScrubJob(
+                source,
+                destination,
+                quarantine,
+                classifier=classifier,
+                engine=engine,
+                deidentifier=Deidentifier(config, secret, store),
+                config=ScrubConfig(policy=Policy(policy)),
+                protected=[key_path],
+            )
+        except ScrubberError as exc:
+            raise _fail(exc) from exc
+        if secret_source == "generated":
+            err.print(f"A new project secret was generated and stored in the key {key_path}.")
+        plan = job.plan()
+        started = time.perf_counter()
+        report_fp: TextIO | None = report.open("w", encoding="utf-8") if report else None
+        try:
+            with _progress(quiet or len(plan) <= 1) as progress:
+                task = progress.add_task("scrubbing", total=len(plan))
+                for outcome in job.run(plan):
+                    counts[outcome.status] += 1
+                    row = outcome.report()
+                    if outcome.status == "quarantined":
+                        held.append(outcome)
+                    if report_fp is not None:
+                        report_fp.write(json.dumps(row) + "\n")
+                    result = outcome.result
+                    detail = (
+                        f"frames {result.frames}, ocr {result.ocr_frames}, "
+                        f"redacted {result.redacted_regions}"
+                        if result is not None
+                        else ""
+                    )
+                    reason = f" ({outcome.reason})" if outcome.reason else ""
+                    progress.console.print(
+                        f"{outcome.status}{reason} {outcome.input} {detail}",
+                        highlight=False,
+                        markup=False,
+                    )
+                    progress.advance(task)
+        finally:
+            if report_fp is not None:
+                report_fp.close()
+        elapsed = time.perf_counter() - started
+    total = sum(counts.values())
+    summary = ", ".join(f"{counts[k]} {k}" for k in ("clean", "scrubbed", "quarantined", "skipped"))
+    err.print(f"{total} files in {elapsed:.1f} s: {summary}")
+    if held:
+        err.print(f"quarantined originals are in {job.quarantine}")
         raise typer.Exit(EXIT_PARTIAL)
 
 

@@ -9,9 +9,14 @@ is PHI. The terms stay in memory only: they are never logged, stored or returned
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable
 
-__all__ = ["HeaderTerms", "date_spellings"]
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+__all__ = ["HeaderTerms", "capture_terms", "date_spellings"]
 
 MIN_TERM_LENGTH = 3
 REDACTED_MARK = "*"
@@ -172,3 +177,65 @@ class HeaderTerms:
                 rf"(?<![0-9A-Za-z])(?:{alternatives})(?![0-9A-Za-z])", re.IGNORECASE
             )
         return self._pattern.sub(REDACTED_MARK, text)
+
+
+_IDENTIFYING_NUMBERS = frozenset(int(tag_for_keyword(k) or 0) for k in IDENTIFYING_KEYWORDS) - {0}
+_MAX_DEPTH = 8
+
+
+def capture_terms(ds: Dataset) -> HeaderTerms:
+    """Collect the identifying values of ``ds`` without changing it.
+
+    The pixel stage needs them before the header is de-identified: every person name (PN), every
+    date (DA) in all its spellings, and the values of :data:`IDENTIFYING_KEYWORDS`, in the data set
+    and in its sequences. Private elements are skipped (their meaning is unknown).
+
+    Parameters
+    ----------
+    ds : pydicom.dataset.Dataset
+        The instance as read.
+
+    Returns
+    -------
+    HeaderTerms
+        The captured terms (PHI: keep in memory only).
+    """
+    terms = HeaderTerms()
+    with warnings.catch_warnings():  # pydicom may warn about odd values, quoting them
+        warnings.simplefilter("ignore")
+        _capture(ds, terms, 0)
+    return terms
+
+
+def _capture(ds: Dataset, terms: HeaderTerms, depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        return
+    for tag in list(ds.keys()):
+        if tag.group & 1 or tag.group in (0x0002, 0x7FE0):
+            continue
+        try:
+            elem = ds[tag]
+        except Exception:  # a value pydicom cannot convert is skipped here; deid removes it
+            continue
+        vr = str(elem.VR or "")
+        if vr in ("", "UN"):
+            try:
+                vr = str(dictionary_VR(tag))
+            except KeyError:
+                continue
+        if vr == "SQ":
+            for item in elem.value or ():
+                if isinstance(item, Dataset):
+                    _capture(item, terms, depth + 1)
+            continue
+        if vr not in ("PN", "DA") and int(tag) not in _IDENTIFYING_NUMBERS:
+            continue
+        value = elem.value
+        values = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
+        for item in values:
+            if item is None or isinstance(item, bytes):
+                continue
+            if vr == "DA":
+                terms.add_date(str(item))
+            else:
+                terms.add(str(item))

@@ -280,19 +280,23 @@ def tiles(rows: int, columns: int, side: int, overlap: int) -> list[tuple[int, i
     ]
 
 
-#: A text line is never taller than this share of the frame's shorter side (nor 120 px) in
-#: both directions at once; a box thicker than that is a detector artefact, not a line.
+#: A text line is never thicker (in both directions at once) than this share of the frame's
+#: shorter side, clamped to the pixel range below, and never covers half the frame: a box like
+#: that is a detector artefact (a whole small image, an anatomy blob), not a line.
 _MAX_LINE_THICKNESS: Final = 0.2
-_MIN_LINE_THICKNESS_PX: Final = 120
+_LINE_THICKNESS_PX: Final = (24, 160)
+_MAX_AREA_SHARE: Final = 0.5
 _TILE_OVERLAP: Final = 160
 
 
 def _plausible(region: TextRegion, rows: int, columns: int) -> bool:
     if region.width < 2 or region.height < 2:
         return False
-    thickness = min(region.width, region.height)
-    limit = max(_MIN_LINE_THICKNESS_PX, _MAX_LINE_THICKNESS * min(rows, columns))
-    return thickness <= limit
+    if region.area > _MAX_AREA_SHARE * rows * columns:
+        return False
+    low, high = _LINE_THICKNESS_PX
+    limit = min(high, max(low, _MAX_LINE_THICKNESS * min(rows, columns)))
+    return min(region.width, region.height) <= limit
 
 
 def merge_regions(regions: Sequence[TextRegion], min_overlap: float = 0.5) -> list[TextRegion]:
