@@ -226,6 +226,11 @@ def decide(
     return [_judge(region, term_list, min_confidence) for region in regions]
 
 
+#: Words on one line closer than this many line heights merge into one box; the strip of
+#: background left between two nearby boxes is narrow and tall enough to read as a glyph.
+_WORD_GAP: Final = 1.5
+
+
 def _same_line(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     ax, ay, aw, ah = a
     bx, by, bw, bh = b
@@ -233,7 +238,24 @@ def _same_line(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bo
     if overlap < 0.5 * min(ah, bh):
         return False
     gap = max(bx - (ax + aw), ax - (bx + bw))
-    return gap <= max(ah, bh)
+    return gap <= _WORD_GAP * max(ah, bh)
+
+
+def _merge_lines(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    boxes = list(boxes)
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                if _same_line(boxes[i], boxes[j]):
+                    boxes[i] = _union(boxes[i], boxes[j])
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return boxes
 
 
 def _union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
@@ -269,19 +291,7 @@ def redaction_boxes(
         ``(x, y, width, height)`` per box (the pipeline makes them
         :class:`scrubber.redact.Box` objects for the frames they apply to).
     """
-    boxes = [r.box for r in regions if r.width > 0 and r.height > 0]
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(boxes)):
-            for j in range(i + 1, len(boxes)):
-                if _same_line(boxes[i], boxes[j]):
-                    boxes[i] = _union(boxes[i], boxes[j])
-                    del boxes[j]
-                    merged = True
-                    break
-            if merged:
-                break
+    boxes = _merge_lines([r.box for r in regions if r.width > 0 and r.height > 0])
     out: list[tuple[int, int, int, int]] = []
     for x, y, w, h in boxes:
         pad = max(min_margin, round(margin * min(w, h)))
@@ -289,4 +299,4 @@ def redaction_boxes(
         x1, y1 = min(columns, x + w + pad), min(rows, y + h + pad)
         if x1 > x0 and y1 > y0:
             out.append((x0, y0, x1 - x0, y1 - y0))
-    return out
+    return _merge_lines(out)  # grown boxes that now sit side by side close their gaps

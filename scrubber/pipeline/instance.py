@@ -284,24 +284,29 @@ def _scrub(
             )
         with stages.time("decide"):
             reasons: Counter[str] = Counter()
-            per_frame: dict[int, list[tuple[int, int, int, int]]] = {}
+            chosen: dict[int, list[TextRegion]] = {}
             for index, regions in found.items():
                 decisions = decide(regions, config.policy, terms=terms)
                 reasons.update(d.reason for d in decisions)
                 result.regions += len(regions)
-                chosen = [d.region for d in decisions if d.redact]
-                result.redacted_regions += len(chosen)
-                if chosen:
-                    per_frame[index] = redaction_boxes(
-                        chosen, description.rows, description.columns
-                    )
+                redact = [d.region for d in decisions if d.redact]
+                result.redacted_regions += len(redact)
+                if redact:
+                    chosen[index] = redact
             result.decisions = dict(reasons)
-            if description.frames > 1 and per_frame:
-                # cine frames share banners: what is text on one frame is blacked out on all
-                union = sorted({b for frame_boxes in per_frame.values() for b in frame_boxes})
-                boxes = [Box(x, y, w, h, None) for x, y, w, h in union]
+            rows, columns = description.rows, description.columns
+            if description.frames > 1 and chosen:
+                # cine frames share banners: what is text on one frame is blacked out on all,
+                # and boxes from different frames merge like words of one line (no slivers of
+                # background left between them to pass for glyphs)
+                merged = [r for regions in chosen.values() for r in regions]
+                boxes = [Box(*b, None) for b in redaction_boxes(merged, rows, columns)]
             else:
-                boxes = [Box(x, y, w, h, i) for i, bs in per_frame.items() for x, y, w, h in bs]
+                boxes = [
+                    Box(*b, index)
+                    for index, regions in chosen.items()
+                    for b in redaction_boxes(regions, rows, columns)
+                ]
         with stages.time("redact"):
             result.overlays_removed = remove_overlays(ds)
             if boxes:
@@ -317,6 +322,9 @@ def _scrub(
         ]
     with stages.time("deidentify"):
         deidentifier.deidentify(ds, pixels_cleaned=result.pixels_changed)
+        if result.pixels_changed:
+            # text was blacked out and a second read found none left (PS3.15 Clean Pixel Data)
+            ds.BurnedInAnnotation = "NO"
     result.dataset = ds
     result.outcome = Outcome.SCRUBBED if result.pixels_changed else Outcome.CLEAN
 
@@ -354,9 +362,8 @@ def _verify_text(
             {i for box in boxes for i in range(description.frames) if box.applies_to(i)}
         )
         found, _ = _read_frames(ds, frames, engine)
-        new: list[Box] = []
+        missed: dict[int, list[TextRegion]] = {}
         for index, regions in found.items():
-            missed = []
             for region in regions:
                 if any(_inside_share(region, box, index) >= _RESIDUAL_SHARE for box in boxes):
                     raise _QuarantineError(
@@ -369,9 +376,12 @@ def _verify_text(
                     or (terms and header_match(region.text, terms))
                     or decide([region], policy, terms=terms)[0].redact
                 ):
-                    missed.append(region)
-            for x, y, w, h in redaction_boxes(missed, description.rows, description.columns):
-                new.append(Box(x, y, w, h, None if every_frame else index))
+                    missed.setdefault(-1 if every_frame else index, []).append(region)
+        new = [
+            Box(*b, None if index < 0 else index)
+            for index, regions in missed.items()
+            for b in redaction_boxes(regions, description.rows, description.columns)
+        ]
         if not new:
             return boxes
         if extra == _MAX_EXTRA_ROUNDS:
