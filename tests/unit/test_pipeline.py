@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from scrubber.deid import Deidentifier
 from scrubber.detect import TextClassifier, load_classifier
@@ -23,6 +22,7 @@ from scrubber.pipeline import Outcome, QuarantineReason, ScrubConfig, scrub_inst
 from scrubber.pipeline import instance as pipeline_module
 from scrubber.render import render_frame
 from scrubber.samples import build_image
+from tests.burned_in import ultrasound_with_banner
 
 
 class _Scripted:
@@ -259,30 +259,11 @@ def test_an_unexpected_error_fails_closed(
     assert "DOE" not in (result.message or "")
 
 
-def _ultrasound(name: str, patient_id: str) -> Dataset:
-    """An 8-bit RGB ultrasound frame with the patient's name and ID in its banner."""
-    rows, columns = 480, 640
-    view = np.zeros((rows, columns, 3), np.uint8)
-    cv2.ellipse(view, (320, 40), (420, 420), 90, -35, 35, (70, 70, 70), -1)
-    cv2.putText(view, name, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1)
-    cv2.putText(view, patient_id, (480, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 1)
-    ds, _ = build_image(photometric="RGB", bits_stored=8, rows=rows, columns=columns)
-    ds.PixelData = view.tobytes()
-    ds.Modality = "US"
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.PatientName = name.replace(" ", "^")
-    ds.PatientID = patient_id
-    return ds
-
-
 @pytest.mark.slow
 def test_real_ocr_blacks_out_a_banner_and_the_header_values_are_gone_from_the_pixels(
     classifier: TextClassifier, deidentifier: Deidentifier
 ) -> None:
-    ds = _ultrasound("MILLER ROSE", "8812345")
+    ds = ultrasound_with_banner("MILLER ROSE", "8812345")
     engine = load_engine("rapidocr", threads=2)
     result = scrub_instance(ds, classifier=classifier, engine=engine, deidentifier=deidentifier)
     assert result.outcome is Outcome.SCRUBBED, result.message
