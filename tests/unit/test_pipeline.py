@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
 from scrubber.deid import Deidentifier
 from scrubber.detect import TextClassifier, load_classifier
@@ -67,7 +68,7 @@ def _image_with_label(frames: int = 1, label_on: tuple[int, ...] = (0,)) -> Data
     """A CT-like 8-bit instance (no header flag) with a bright 'label' block on some frames."""
     ds, _ = build_image(bits_stored=8, rows=96, columns=128, frames=frames)
     ds.Modality = "CT"
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.2")
     for keyword in ("ImageType", "ConversionType", "BurnedInAnnotation"):
         if keyword in ds:
             delattr(ds, keyword)
@@ -208,7 +209,7 @@ def test_encapsulated_documents_and_video_are_unsupported_objects(
     del pdf.PixelData
     pdf.EncapsulatedDocument = b"%PDF-1.4 ..."
     video, _ = build_image()
-    video.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.102"
+    video.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.102")
     for ds in (pdf, video):
         result = scrub_instance(ds, classifier=classifier, engine=engine, deidentifier=deidentifier)
         assert result.reason is QuarantineReason.UNSUPPORTED_OBJECT
@@ -220,7 +221,7 @@ def test_undecodable_pixels_are_quarantined_with_a_reason(
     from pydicom.encaps import encapsulate
 
     ds, _ = build_image(rows=32, columns=32)
-    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.50"  # JPEG baseline
+    ds.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.50")  # JPEG baseline
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
     ds.PixelData = encapsulate([b"\xff\xd8 not a jpeg \xff\xd9"])
     result = scrub_instance(
