@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 HEAVY = ["torch", "torchvision", "onnxruntime", "easyocr", "cv2", "fastapi", "ray", "rapidocr"]
 
 
 def test_import_is_light_and_disables_onnxruntime_telemetry() -> None:
     code = (
-        "import json, os, sys; import scrubber, scrubber.deid, scrubber.dicom_io, scrubber.runner;"
+        "import json, os, sys; import scrubber, scrubber.deid, scrubber.dicom_io, scrubber.runner,"
+        " scrubber.pipeline, scrubber.detect.ocr, scrubber.runner.scrub_job;"
         f"print(json.dumps([[m for m in {HEAVY!r} if m in sys.modules],"
         " os.environ.get('ORT_DISABLE_TELEMETRY')]))"
     )
@@ -19,6 +24,24 @@ def test_import_is_light_and_disables_onnxruntime_telemetry() -> None:
     loaded, telemetry = json.loads(done.stdout)
     assert loaded == []
     assert telemetry == "1"
+
+
+@pytest.mark.slow
+def test_running_the_models_leaves_no_telemetry_state_in_the_users_home(tmp_path: Path) -> None:
+    """ONNX Runtime >= 1.29 writes a device id and a usage database under ~/.cache unless told not
+    to; scrubber's classifier and its RapidOCR engine must leave the home folder untouched."""
+    code = (
+        "import numpy as np; import scrubber;"
+        "from scrubber.detect import load_classifier; from scrubber.detect.ocr import load_engine;"
+        "c = load_classifier(threads=1); c.score_views([np.zeros((64, 64), np.uint8)]);"
+        "load_engine('rapidocr', threads=1).read(np.zeros((64, 64, 3), np.uint8))"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")
+    }
+    env["HOME"] = str(tmp_path)
+    subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("*")] == []
 
 
 def test_library_configures_no_logging_handlers() -> None:
