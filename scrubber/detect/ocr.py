@@ -330,8 +330,20 @@ def merge_regions(regions: Sequence[TextRegion], min_overlap: float = 0.5) -> li
     return kept
 
 
-def read_text(engine: OcrEngine, view: np.ndarray) -> ReadResult:
+#: Frames are read at most this large: devices draw text in proportion to the screen (glyphs at
+#: least about 1/180 of the frame side), so at 2,048 pixels the smallest text is still 11 pixels
+#: or more, and a 4,664-pixel mammogram costs one detector pass instead of a dozen tiles.
+MAX_WORKING_SIDE: Final = 2048
+
+
+def read_text(
+    engine: OcrEngine, view: np.ndarray, *, max_working_side: int = MAX_WORKING_SIDE
+) -> ReadResult:
     """Read the text of one rendered frame, tiling large frames and dropping implausible boxes.
+
+    Frames whose longer side exceeds ``max_working_side`` are first reduced to it (area
+    averaging, which keeps thin strokes visible); the rest are read at full resolution, in
+    overlapping tiles when larger than the engine reads at once.
 
     Parameters
     ----------
@@ -339,6 +351,8 @@ def read_text(engine: OcrEngine, view: np.ndarray) -> ReadResult:
         A loaded engine (:func:`load_engine`).
     view : numpy.ndarray
         ``uint8`` rendered frame, greyscale or RGB.
+    max_working_side : int, optional
+        Longest side OCR works at.
 
     Returns
     -------
@@ -348,19 +362,37 @@ def read_text(engine: OcrEngine, view: np.ndarray) -> ReadResult:
     if view.dtype != np.uint8 or view.ndim not in (2, 3):
         raise ValueError("OCR reads uint8 rendered frames, (rows, columns) or (rows, columns, 3)")
     rows, columns = view.shape[:2]
-    boxes = tiles(rows, columns, max(engine.max_side, _TILE_OVERLAP * 2), _TILE_OVERLAP)
+    scale = min(1.0, max_working_side / max(rows, columns))
+    work = view
+    if scale < 1.0:
+        import cv2
+
+        size = (max(1, round(columns * scale)), max(1, round(rows * scale)))
+        work = np.asarray(cv2.resize(view, size, interpolation=cv2.INTER_AREA))
+    work_rows, work_columns = work.shape[:2]
+    boxes = tiles(work_rows, work_columns, max(engine.max_side, _TILE_OVERLAP * 2), _TILE_OVERLAP)
     found: list[TextRegion] = []
     rejected = 0
     for x, y, w, h in boxes:
-        tile = np.ascontiguousarray(view[y : y + h, x : x + w])
+        tile = np.ascontiguousarray(work[y : y + h, x : x + w])
         for region in engine.read(tile):
-            clipped = _clip(region.moved(x, y), rows, columns)
+            moved = region.moved(x, y)
+            if scale < 1.0:
+                moved = _rescaled(moved, 1.0 / scale)
+            clipped = _clip(moved, rows, columns)
             if clipped is None or not _plausible(clipped, rows, columns):
                 rejected += 1
                 continue
             found.append(clipped)
     regions = merge_regions(found) if len(boxes) > 1 else found
     return ReadResult(regions=regions, rejected=rejected, tiles=len(boxes))
+
+
+def _rescaled(region: TextRegion, factor: float) -> TextRegion:
+    x0, y0 = int(region.x * factor), int(region.y * factor)
+    x1 = int(np.ceil((region.x + region.width) * factor))
+    y1 = int(np.ceil((region.y + region.height) * factor))
+    return TextRegion(x0, y0, x1 - x0, y1 - y0, region.text, region.confidence)
 
 
 def _clip(region: TextRegion, rows: int, columns: int) -> TextRegion | None:

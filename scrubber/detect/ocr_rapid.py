@@ -56,9 +56,8 @@ class RapidOcrEngine:
     """
 
     name = "rapidocr"
-    #: Frames with a longer side are read in tiles (the detector works best on a few hundred to
-    #: about 1,600 pixels; larger inputs would be shrunk and small glyphs lost).
-    max_side = 1600
+    #: Frames with a longer side are read in tiles (RapidOCR would shrink larger inputs itself).
+    max_side = 2048
 
     def __init__(self, threads: int | None = None) -> None:
         folder = _model_dir()

@@ -162,3 +162,10 @@ def test_rapidocr_finds_nothing_on_a_text_free_frame() -> None:
     view[:40] = 0
     view[430:] = 0
     assert read_text(engine, view).regions == []
+
+
+def test_very_large_frames_are_reduced_and_boxes_scaled_back() -> None:
+    engine = _Scripted(4096, [TextRegion(100, 50, 200, 20, "X", 0.9)])
+    result = read_text(engine, np.zeros((3000, 4096), np.uint8))
+    assert engine.calls == [(1500, 2048)]
+    assert [r.box for r in result.regions] == [(200, 100, 400, 40)]
