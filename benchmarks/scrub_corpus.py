@@ -29,105 +29,28 @@ import fnmatch
 import json
 import os
 import platform
-import re
 import shutil
-import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scrubber.deid import DeidConfig, Deidentifier  # noqa: E402
 from scrubber.detect import load_classifier  # noqa: E402
-from scrubber.detect.ocr import OcrEngine, load_engine, read_text  # noqa: E402
+from scrubber.detect.ocr import load_engine  # noqa: E402
 from scrubber.dicom_io import read_instance  # noqa: E402
-from scrubber.dicom_io.pixels import describe_pixels, iter_frames  # noqa: E402
 from scrubber.errors import ScrubberError  # noqa: E402
 from scrubber.pipeline import InstanceResult, Outcome, scrub_instance  # noqa: E402
-from scrubber.redact import black_value  # noqa: E402
-from scrubber.render import render_frame  # noqa: E402
+from tests.legibility import leaked_tokens, presidio_coverage  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus"
 SECRET = b"scrub-corpus-evaluation-secret-0123456789"
 PRESIDIO = "presidio/0_ORIGINAL_compressed.dcm"
 _PRESIDIO_KEYS = ("presidio_boxes", "presidio_boxes_95", "presidio_min_share")
-
-
-def _flat(text: str) -> str:
-    return re.sub(r"[^0-9A-Z]", "", text.upper())
-
-
-def legible(token: str, texts: list[str]) -> bool:
-    """Whether ``token`` can be read in any of ``texts`` (fuzzy for tokens of 4+ characters)."""
-    from rapidfuzz import fuzz
-
-    key = _flat(token)
-    if not key:
-        return False
-    for text in texts:
-        flat = _flat(text)
-        if key in flat:
-            return True
-        if len(key) >= 4 and fuzz.partial_ratio(key, flat) >= 85:
-            return True
-    return False
-
-
-def tesseract_text(view: np.ndarray) -> str:
-    """Tesseract's reading of a rendered frame (upscaled twice: small banner glyphs)."""
-    import cv2
-
-    grey = view if view.ndim == 2 else cv2.cvtColor(view, cv2.COLOR_RGB2GRAY)
-    grey = cv2.resize(grey, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
-    ok, png = cv2.imencode(".png", grey)
-    if not ok:
-        return ""
-    run = subprocess.run(
-        ["tesseract", "stdin", "stdout", "--psm", "11"],
-        input=png.tobytes(),
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    return run.stdout.decode("utf-8", "replace")
-
-
-def leaked_tokens(ds: Any, tokens: list[str], engine: OcrEngine, tesseract: bool) -> int:
-    """How many of ``tokens`` either OCR engine can still read in any frame of ``ds``."""
-    description = describe_pixels(ds)
-    left = set(tokens)
-    for frame in iter_frames(ds):
-        view = render_frame(frame, ds, description)
-        texts = [" ".join(r.text for r in read_text(engine, view).regions)]
-        if tesseract:
-            texts.append(tesseract_text(view))
-        left -= {token for token in left if legible(token, texts)}
-        if not left:
-            break
-    return len(tokens) - len(left)
-
-
-def presidio_coverage(ds: Any, corpus: Path) -> list[float]:
-    """Share of each ground-truth word box that is black in the output's stored values."""
-    truth = json.loads((corpus / "files/presidio/ground_truth_pixel_coords.json").read_text())
-    entry = next(
-        v for v in truth["files"].values() if "0_ORIGINAL_compressed.dcm" in v["applies_to"]
-    )
-    description = describe_pixels(ds)
-    black = np.asarray(black_value(ds, description))
-    frame = next(iter_frames(ds))
-    shares = []
-    for box in entry["boxes"]:
-        region = frame[box["y"] : box["y"] + box["h"], box["x"] : box["x"] + box["w"]]
-        is_black = region == black if region.ndim == 2 else np.all(region == black, axis=-1)
-        shares.append(float(is_black.mean()) if is_black.size else 0.0)
-    return shares
 
 
 def main(argv: list[str] | None = None) -> int:
