@@ -147,16 +147,35 @@ def test_a_sure_score_with_no_text_found_is_quarantined_as_uncertain(
     assert result.dataset is None and not result.released
 
 
-def test_text_still_read_inside_a_box_after_redaction_quarantines(
+def test_text_that_keeps_appearing_on_re_reads_quarantines(
+    classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = _image_with_label()
+    _pin_scores(monkeypatch, 0.99)
+    calls = {"n": 0}
+
+    def elusive(view: np.ndarray) -> list[TextRegion]:  # a new line somewhere on every read
+        calls["n"] += 1
+        return [TextRegion(4, 10 + 16 * calls["n"], 40, 9, "DOE JOHN", 0.99)]
+
+    result = scrub_instance(
+        ds, classifier=classifier, engine=_Scripted(elusive), deidentifier=deidentifier
+    )
+    assert result.outcome is Outcome.QUARANTINED
+    assert result.reason is QuarantineReason.VERIFICATION_FAILED
+    assert calls["n"] == 4  # the first read, the re-read and two extra rounds
+    assert "DOE" not in (result.message or "")
+
+
+def test_shapes_seen_in_flat_black_on_the_re_read_do_not_count(
     classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ds = _image_with_label()
     _pin_scores(monkeypatch, 0.99)
     stubborn = _Scripted(lambda v: [TextRegion(6, 4, 54, 10, "DOE JOHN", 0.99)])
     result = scrub_instance(ds, classifier=classifier, engine=stubborn, deidentifier=deidentifier)
-    assert result.outcome is Outcome.QUARANTINED
-    assert result.reason is QuarantineReason.VERIFICATION_FAILED
-    assert "DOE" not in (result.message or "")
+    assert result.outcome is Outcome.SCRUBBED and stubborn.calls == 2
+    assert next(iter_frames(ds))[4:14, 6:60].max() == 0
 
 
 def test_text_only_the_re_read_finds_is_blacked_out_in_turn(
