@@ -1,7 +1,7 @@
 """Scrub the real-world corpus and check the outputs against its labels (issue 5's bar).
 
     python benchmarks/scrub_corpus.py [--corpus ../shared/corpus] [--only PATTERN] [--json OUT]
-        [--threads 2] [--ocr rapidocr] [--no-tesseract]
+        [--label phi] [--threads 2] [--ocr rapidocr] [--no-tesseract]
 
 For every file of ``labels.json``: read it, run :func:`scrubber.pipeline.scrub_instance` with
 default settings, and record the outcome. Then, per label:
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Scrub the corpus and check against labels")
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--only", help="glob on relative paths (e.g. 'pydicom-data/*')")
+    parser.add_argument("--label", help="only files with this burned_in label (e.g. phi)")
     parser.add_argument("--json", type=Path, help="write per-file results and the summary here")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--ocr", default="rapidocr")
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for rel, label in sorted(labels.items()):
         if args.only and not fnmatch.fnmatch(rel, args.only):
+            continue
+        if args.label and label["burned_in"] != args.label:
             continue
         row: dict[str, Any] = {"file": rel, "label": label["burned_in"]}
         t0 = time.perf_counter()
