@@ -293,8 +293,21 @@ _MAX_AREA_SHARE: Final = 0.5
 _TILE_OVERLAP: Final = 160
 
 
+#: A box about one glyph wide, read as at most one character with low confidence, is a marker
+#: (a focus circle, a caliper end), not text: PHI takes more than one character, and a line the
+#: recogniser cannot read at all still counts as text when it is line-shaped.
+_GLYPH_ASPECT: Final = 1.5
+_GLYPH_CONFIDENCE: Final = 0.5
+
+
+def _lone_glyph(region: TextRegion) -> bool:
+    characters = sum(c.isalnum() for c in region.text)
+    aspect = max(region.width, region.height) / max(1, min(region.width, region.height))
+    return characters <= 1 and region.confidence < _GLYPH_CONFIDENCE and aspect < _GLYPH_ASPECT
+
+
 def _plausible(region: TextRegion, rows: int, columns: int) -> bool:
-    if region.width < 2 or region.height < 2:
+    if region.width < 2 or region.height < 2 or _lone_glyph(region):
         return False
     if region.area > _MAX_AREA_SHARE * rows * columns:
         return False

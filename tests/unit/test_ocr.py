@@ -193,3 +193,13 @@ def test_easyocr_refuses_weights_whose_md5_does_not_match(monkeypatch: pytest.Mo
     monkeypatch.setitem(config.detection_models, "craft", craft)
     with pytest.raises(OcrUnavailableError, match="MD5"):
         check_models()
+
+
+def test_a_lone_low_confidence_glyph_is_a_marker_not_text() -> None:
+    circle = TextRegion(228, 52, 22, 20, "c", 0.16)  # a focus marker read as a letter
+    marker = TextRegion(10, 10, 12, 14, "L", 0.95)  # a real laterality letter
+    unreadable_line = TextRegion(40, 300, 90, 9, "", 0.0)  # a line too small to read
+    view = np.zeros((512, 512), np.uint8)
+    result = read_text(_Scripted(1600, [circle, marker, unreadable_line]), view)
+    assert [r.box for r in result.regions] == [marker.box, unreadable_line.box]
+    assert result.rejected == 1
