@@ -97,6 +97,41 @@ class TextRegion:
         """Box area in pixels."""
         return self.width * self.height
 
+    @classmethod
+    def from_polygon(
+        cls,
+        polygon: Sequence[Sequence[float]] | np.ndarray,
+        text: str | None,
+        confidence: float | None,
+    ) -> TextRegion:
+        """Make a region from an engine's quadrilateral (any point layout), text and score.
+
+        Parameters
+        ----------
+        polygon : array-like
+            Corner points ``(x, y)``.
+        text : str or None
+            What the engine read (``None`` for nothing).
+        confidence : float or None
+            Its score (``None`` for 0).
+
+        Returns
+        -------
+        TextRegion
+            The axis-aligned box around the points.
+        """
+        points = np.asarray(polygon, np.float64).reshape(-1, 2)
+        x0, y0 = np.floor(points.min(axis=0)).astype(int)
+        x1, y1 = np.ceil(points.max(axis=0)).astype(int)
+        return cls(
+            int(x0),
+            int(y0),
+            int(x1 - x0),
+            int(y1 - y0),
+            str(text or ""),
+            float(confidence or 0.0),
+        )
+
     def moved(self, dx: int, dy: int) -> TextRegion:
         """Return the same region shifted by ``(dx, dy)``."""
         return TextRegion(

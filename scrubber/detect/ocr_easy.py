@@ -143,12 +143,4 @@ class EasyOcrEngine:
         with self._lock, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # easyocr's data loader warns about pinned memory
             found = self._reader.readtext(np.ascontiguousarray(view), min_size=6, paragraph=False)
-        regions = []
-        for polygon, text, score in found:
-            points = np.asarray(polygon, np.float64).reshape(-1, 2)
-            x0, y0 = np.floor(points.min(axis=0)).astype(int)
-            x1, y1 = np.ceil(points.max(axis=0)).astype(int)
-            regions.append(
-                TextRegion(int(x0), int(y0), int(x1 - x0), int(y1 - y0), str(text), float(score))
-            )
-        return regions
+        return [TextRegion.from_polygon(polygon, text, score) for polygon, text, score in found]

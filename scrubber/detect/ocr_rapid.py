@@ -113,19 +113,7 @@ class RapidOcrEngine:
             return []
         texts = getattr(output, "txts", None) or ("",) * len(boxes)
         scores = getattr(output, "scores", None) or (0.0,) * len(boxes)
-        regions = []
-        for polygon, text, score in zip(boxes, texts, scores, strict=False):
-            points = np.asarray(polygon, np.float64).reshape(-1, 2)
-            x0, y0 = np.floor(points.min(axis=0)).astype(int)
-            x1, y1 = np.ceil(points.max(axis=0)).astype(int)
-            regions.append(
-                TextRegion(
-                    int(x0),
-                    int(y0),
-                    int(x1 - x0),
-                    int(y1 - y0),
-                    str(text or ""),
-                    float(score or 0.0),
-                )
-            )
-        return regions
+        return [
+            TextRegion.from_polygon(polygon, text, score)
+            for polygon, text, score in zip(boxes, texts, scores, strict=False)
+        ]

@@ -34,6 +34,7 @@ __all__ = [
     "FileStatus",
     "deidentify_file",
     "iter_files",
+    "mirror_plan",
     "resolve_destination",
 ]
 
@@ -129,6 +130,26 @@ def deidentify_file(deidentifier: Deidentifier, source: Path, target: Path) -> N
     dataset = read_instance(source)
     deidentifier.deidentify(dataset)
     write_instance(dataset, target)
+
+
+def mirror_plan(source: Path, destination: Path) -> list[tuple[Path, Path]]:
+    """List ``(input, output)`` pairs, the output tree mirroring the input tree.
+
+    Parameters
+    ----------
+    source : Path
+        An input file or folder.
+    destination : Path
+        The output file (file input) or folder, from :func:`resolve_destination`.
+
+    Returns
+    -------
+    list of tuple of (Path, Path)
+        One pair per input file, sorted.
+    """
+    if source.is_file():
+        return [(source, destination)]
+    return [(path, destination / path.relative_to(source)) for path in iter_files(source)]
 
 
 def resolve_destination(source: Path, destination: Path, protected: list[Path]) -> Path:
@@ -227,12 +248,7 @@ class DeidJob:
         list of tuple of (Path, Path)
             One pair per input file, sorted.
         """
-        if self.source.is_file():
-            return [(self.source, self.destination)]
-        return [
-            (path, self.destination / path.relative_to(self.source))
-            for path in iter_files(self.source)
-        ]
+        return mirror_plan(self.source, self.destination)
 
     def run_one(self, source: Path, target: Path) -> FileOutcome:
         """De-identify one file and write its output before returning.

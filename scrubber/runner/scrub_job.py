@@ -24,7 +24,7 @@ from scrubber.detect.ocr import OcrEngine
 from scrubber.dicom_io import commit_instance, looks_like_dicom, read_instance, stage_instance
 from scrubber.errors import ConfigError, ScrubberError
 from scrubber.pipeline import InstanceResult, Outcome, QuarantineReason, ScrubConfig, scrub_instance
-from scrubber.runner.deid_job import iter_files, resolve_destination
+from scrubber.runner.deid_job import mirror_plan, resolve_destination
 
 __all__ = ["ScrubJob", "ScrubOutcome"]
 
@@ -143,12 +143,7 @@ class ScrubJob:
         list of tuple of (Path, Path)
             One pair per input file, sorted.
         """
-        if self.source.is_file():
-            return [(self.source, self.destination)]
-        return [
-            (path, self.destination / path.relative_to(self.source))
-            for path in iter_files(self.source)
-        ]
+        return mirror_plan(self.source, self.destination)
 
     def run(self, plan: list[tuple[Path, Path]]) -> Iterator[ScrubOutcome]:
         """Scrub every pair in order, yielding each outcome once its file is in place.
