@@ -322,7 +322,7 @@ def _scrub(
         ]
     with stages.time("deidentify"):
         deidentifier.deidentify(ds, pixels_cleaned=result.pixels_changed)
-        if result.pixels_changed:
+        if result.pixels_changed and config.verify:
             # text was blacked out and a second read found none left (PS3.15 Clean Pixel Data)
             ds.BurnedInAnnotation = "NO"
     result.dataset = ds
