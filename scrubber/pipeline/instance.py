@@ -336,18 +336,6 @@ _WHOLLY_INSIDE: Final = 0.9
 _MAX_EXTRA_ROUNDS: Final = 2
 
 
-#: On the re-read, a region counts as text left behind when OCR reads at least this many letters
-#: or digits in it with at least this confidence (or it matches a header value): after painting,
-#: what remains next to a box is often a fragment no one could read.
-_LEGIBLE_CHARACTERS: Final = 2
-_LEGIBLE_CONFIDENCE: Final = 0.5
-
-
-def _legible(region: TextRegion) -> bool:
-    characters = sum(c.isalnum() for c in region.text)
-    return characters >= _LEGIBLE_CHARACTERS and region.confidence >= _LEGIBLE_CONFIDENCE
-
-
 def _inside_share(region: TextRegion, box: Box, index: int) -> float:
     if not box.applies_to(index):
         return 0.0
@@ -381,12 +369,9 @@ def _verify_text(
                 inside = sum(_inside_share(region, box, index) for box in boxes)
                 if inside >= _WHOLLY_INSIDE:
                     continue
-                header_value = bool(terms) and header_match(region.text, terms)
-                if not header_value and not _legible(region):
-                    continue  # a fragment: a scale bracket, a skull edge, a glyph half covered
                 if (
                     policy is Policy.ALL
-                    or header_value
+                    or (terms and header_match(region.text, terms))
                     or decide([region], policy, terms=terms)[0].redact
                 ):
                     missed.setdefault(-1 if every_frame else index, []).append(region)

@@ -202,25 +202,6 @@ def test_text_only_the_re_read_finds_is_blacked_out_in_turn(
     assert calls["n"] == 3  # first read, re-read finding the second line, clean re-read
 
 
-def test_an_unreadable_fragment_against_a_box_on_the_re_read_is_not_text_left(
-    classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ds = _image_with_label()
-    _pin_scores(monkeypatch, 0.99)
-    calls = {"n": 0}
-
-    def script(view: np.ndarray) -> list[TextRegion]:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            return _bright_regions(view)
-        return [TextRegion(58, 2, 12, 16, "]", 0.4)]  # a scale bracket beside the box
-
-    result = scrub_instance(
-        ds, classifier=classifier, engine=_Scripted(script), deidentifier=deidentifier
-    )
-    assert result.outcome is Outcome.SCRUBBED and calls["n"] == 2
-
-
 def test_policy_phi_keeps_a_laterality_marker(
     classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
