@@ -33,7 +33,12 @@ def _flat(text: str) -> str:
 
 
 def legible(token: str, texts: list[str]) -> bool:
-    """Whether ``token`` can be read in any of ``texts`` (fuzzy for tokens of 4+ characters)."""
+    """Whether ``token`` can be read in any of ``texts`` (fuzzy for tokens of 4+ characters).
+
+    A fuzzy match needs a reading about as long as the token: a partial ratio aligns the shorter
+    string inside the longer one, so a lone ``1`` left on a frame would otherwise "match" every
+    token that contains a 1.
+    """
     from rapidfuzz import fuzz
 
     key = _flat(token)
@@ -43,7 +48,7 @@ def legible(token: str, texts: list[str]) -> bool:
         flat = _flat(text)
         if key in flat:
             return True
-        if len(key) >= 4 and fuzz.partial_ratio(key, flat) >= 85:
+        if len(key) >= 4 and len(flat) >= len(key) - 1 and fuzz.partial_ratio(key, flat) >= 85:
             return True
     return False
 
