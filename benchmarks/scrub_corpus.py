@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             row.update(outcome="quarantined", reason="unreadable", error=exc.reason)
             rows.append(row)
             continue
-        before = bytes(ds.PixelData) if "PixelData" in ds else None
+        before = bytes(ds.PixelData) if ds.get("PixelData") is not None else None
         result: InstanceResult = scrub_instance(
             ds, classifier=classifier, engine=engine, deidentifier=deidentifier
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections import Counter
@@ -42,6 +43,8 @@ from scrubber.deid import (
 )
 from scrubber.errors import ConfigError, NotDicomError, ScrubberError
 from scrubber.runner import DeidJob, FileOutcome, FileStatus, resolve_destination
+from scrubber.runner.batch import OUTCOMES
+from scrubber.runner.ledger import LedgerRow
 
 app = typer.Typer(
     name="scrubber",
@@ -373,6 +376,200 @@ def scrub(
     if held:
         err.print(f"quarantined originals are in {job.quarantine}")
         raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command("run")
+def run_batch(
+    source: Annotated[Path, typer.Argument(help="A DICOM file or a folder tree.", exists=True)],
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-O", help="Output folder (scrubbed and clean instances).", file_okay=False
+        ),
+    ],
+    project: ProjectOpt,
+    quarantine: Annotated[
+        Path | None,
+        typer.Option(
+            "--quarantine",
+            help="Folder for quarantined originals, by reason, owner-only (default: "
+            "<out>.quarantine beside the output).",
+            file_okay=False,
+        ),
+    ] = None,
+    ledger: Annotated[
+        Path | None,
+        typer.Option(
+            "--ledger",
+            help="The run's SQLite ledger (default: <out>.ledger.sqlite beside the output: "
+            "input paths can carry names, so it stays out of the research tree).",
+            dir_okay=False,
+        ),
+    ] = None,
+    layout: Annotated[
+        str,
+        typer.Option(
+            "--layout",
+            help="mirror: outputs at the input's relative path; uids: "
+            "<Study UID>/<Series UID>/<SOP UID>.dcm of the de-identified UIDs.",
+        ),
+    ] = "mirror",
+    device: Annotated[
+        str, typer.Option("--device", help="auto, cpu or cuda (where the classifier runs).")
+    ] = "auto",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", "-j", min=1, help="Worker processes (default: the usable cores)."
+        ),
+    ] = None,
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--policy",
+            help="all: black out every text region; phi: keep text that identifies nobody.",
+        ),
+    ] = "all",
+    ocr: Annotated[str, typer.Option("--ocr", help="OCR engine.")] = "rapidocr",
+    model_dir: Annotated[
+        Path | None,
+        typer.Option("--model-dir", help="Classifier folder.", file_okay=False),
+    ] = None,
+    secret_file: SecretFileOpt = None,
+    key_file: KeyFileOpt = None,
+    option: ProfileOptionOpt = None,
+    basic_only: BasicOnlyOpt = False,
+    strict: StrictOpt = False,
+    keep_private: KeepPrivateOpt = None,
+    date_shift: DateShiftOpt = DateShiftScope.PROJECT,
+    date_shift_days: DateShiftDaysOpt = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Write one JSON line per input of the whole output (input, outcome, output, "
+            "reasons, frames, seconds; no PHI).",
+            dir_okay=False,
+        ),
+    ] = None,
+    summary_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--summary",
+            help="Write the run's summary as JSON (counts per outcome and reason, frames/s "
+            "per stage).",
+            dir_okay=False,
+        ),
+    ] = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Scrub a whole tree: resumable, on every core, with a ledger, a report and a quarantine.
+
+    Each input ends in exactly one place: the output (clean or scrubbed) or the quarantine
+    (the original, a .json note and a .png preview of the proposed boxes), or, if it is not
+    DICOM, nowhere (reported as skipped). Rerunning the same command skips inputs already done;
+    a run killed at any moment loses nothing and leaves no partial file. Exits 1 when anything
+    is in the quarantine.
+    """
+    from scrubber.detect.classifier import Manifest, default_model_dir
+    from scrubber.detect.decide import Policy
+    from scrubber.runner.batch import BatchRun, RunSettings, versions
+
+    _configure_logging(verbose)
+    key_path = key_file or default_key_path(project)
+    out_dir = out_dir.absolute()
+    quarantine = (quarantine or out_dir.with_name(out_dir.name + ".quarantine")).absolute()
+    ledger_path = (ledger or out_dir.with_name(out_dir.name + ".ledger.sqlite")).absolute()
+    try:
+        if policy not in {p.value for p in Policy}:
+            raise ConfigError(f"--policy must be all or phi, not {policy!r}")
+        if layout not in ("mirror", "uids"):
+            raise ConfigError(f"--layout must be mirror or uids, not {layout!r}")
+        if device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"--device must be auto, cpu or cuda, not {device!r}")
+        config = _deid_config(
+            project, option, basic_only, strict, keep_private, date_shift, date_shift_days
+        )
+        manifest = Manifest.read(model_dir or default_model_dir())
+        with KeyStore(key_path, project) as store:
+            secret, secret_source = resolve_secret(store, secret_file)
+        if secret_source == "generated":
+            err.print(f"A new project secret was generated and stored in the key {key_path}.")
+        settings = RunSettings(
+            source=source.absolute(),
+            out=out_dir,
+            quarantine=quarantine,
+            layout="uids" if layout == "uids" else "mirror",
+            deid=config,
+            secret=secret,
+            key_path=key_path.absolute(),
+            policy=policy,
+            ocr=ocr,
+            model_dir=model_dir,
+            device="cuda" if device == "cuda" else "cpu" if device == "cpu" else "auto",
+            threads=1,
+        )
+        count = workers or _usable_cores()
+        batch = BatchRun(settings, ledger_path, versions(manifest, settings), count)
+    except ScrubberError as exc:
+        raise _fail(exc) from exc
+    with batch:
+        recovered = batch.recover()
+        if recovered:
+            err.print(f"{recovered} input(s) left unfinished by an earlier run are redone.")
+        tasks, done_before = batch.plan()
+        if done_before:
+            err.print(f"{done_before} input(s) already done in this output are skipped.")
+        counts: Counter[str] = Counter()
+        with _progress(quiet) as progress:
+            bar = progress.add_task("scrubbing", total=len(tasks))
+
+            def advance(row: LedgerRow) -> None:
+                counts[row.outcome] += 1
+                shown = ", ".join(f"{counts[k]} {k}" for k in OUTCOMES if counts[k])
+                progress.update(bar, advance=1, description=f"scrubbing ({shown})")
+
+            try:
+                summary = batch.run(tasks, advance)
+            finally:
+                if report is not None:
+                    batch.write_report(report)
+        summary.already_done = done_before
+        data = summary.as_dict()
+        if summary_file is not None:
+            summary_file.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        _run_summary(data, count)
+        held = summary.ledger_counts.get("quarantined", 0)
+    if held:
+        err.print(f"{held} input(s) are in the quarantine {quarantine} for review.")
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _run_summary(data: dict[str, object], workers: int) -> None:
+    table = Table(title="scrubber run", show_header=True, header_style="bold")
+    table.add_column("outcome")
+    table.add_column("this run", justify="right")
+    table.add_column("whole output", justify="right")
+    counts = cast(dict[str, int], data["counts"])
+    whole = cast(dict[str, int], data["ledger_counts"])
+    for outcome in OUTCOMES:
+        table.add_row(outcome, str(counts.get(outcome, 0)), str(whole.get(outcome, 0)))
+    err.print(table)
+    reasons = cast(dict[str, int], data["reasons"])
+    for reason, number in sorted(reasons.items()):
+        err.print(f"  {reason}: {number}")
+    err.print(
+        f"{data['files']} file(s), {data['frames']} frame(s) in {data['seconds']} s with "
+        f"{workers} worker(s): {data['frames_per_second'] or 0} frames/s"
+    )
 
 
 def _progress(disable: bool) -> Progress:

@@ -307,6 +307,7 @@ def _scrub(
                     for index, regions in chosen.items()
                     for b in redaction_boxes(regions, rows, columns)
                 ]
+        result.boxes = _box_rows(boxes)  # proposed: what a reviewer sees if verification fails
         with stages.time("redact"):
             result.overlays_removed = remove_overlays(ds)
             if boxes:
@@ -317,9 +318,7 @@ def _scrub(
                 if config.verify:
                     boxes = _verify_text(ds, boxes, engine, terms, config.policy)
                 verify_redaction(ds, boxes)
-        result.boxes = [
-            (-1 if b.frame is None else b.frame, b.x, b.y, b.width, b.height) for b in boxes
-        ]
+        result.boxes = _box_rows(boxes)
     with stages.time("deidentify"):
         deidentifier.deidentify(ds, pixels_cleaned=result.pixels_changed)
         if result.pixels_changed and config.verify:
@@ -327,6 +326,10 @@ def _scrub(
             ds.BurnedInAnnotation = "NO"
     result.dataset = ds
     result.outcome = Outcome.SCRUBBED if result.pixels_changed else Outcome.CLEAN
+
+
+def _box_rows(boxes: list[Box]) -> list[tuple[int, int, int, int, int]]:
+    return [(-1 if b.frame is None else b.frame, b.x, b.y, b.width, b.height) for b in boxes]
 
 
 #: A re-read region this much inside black boxes is the detector seeing shapes in flat black (the

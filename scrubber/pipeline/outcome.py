@@ -72,7 +72,8 @@ class InstanceResult:
     decisions : dict of str to int
         Decision reasons and how often each occurred.
     boxes : list of tuple
-        ``(frame, x, y, width, height)`` of each painted box (``frame`` is ``-1`` for every frame).
+        ``(frame, x, y, width, height)`` of each painted box (``frame`` is ``-1`` for every frame);
+        for an instance quarantined after the decision, the boxes proposed before verification.
     overlays_removed : int
         Overlay planes removed.
     pixels_changed : bool

@@ -1,0 +1,618 @@
+"""The batch run (``scrubber run``): a whole tree through the pipeline, resumable, on every core.
+
+The driver process owns the ledger and every rename; worker processes own the work. For each
+input a worker reads it, runs :func:`scrubber.pipeline.scrub_instance`, and *stages* what the
+input produces under hidden temporary names, flushed to disk: the de-identified instance in the
+output tree, or the original, its note and its preview in the quarantine. The driver then
+records the final paths in the ledger (``committing``), renames the temporaries into place, and
+records the outcome (``done``). Killing the run at any moment therefore leaves, per input, either
+nothing under a final name or a ledger row that says which final names to remove; the next run
+removes them, sweeps the temporaries and processes those inputs again, while inputs already done
+(same size and modification time) are skipped.
+
+On CPU, workers scale to the usable cores with one inference thread each (two single-threaded
+workers beat one two-threaded worker on the classifier and on OCR). ``--device cuda`` runs the
+classifier on CUDA through ONNX Runtime in every worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from scrubber.deid import DeidConfig, Deidentifier, KeyStore
+from scrubber.detect.classifier import Manifest
+from scrubber.dicom_io import looks_like_dicom, read_instance, stage_instance
+from scrubber.errors import ConfigError, OutputError, ScrubberError
+from scrubber.pipeline import InstanceResult, Outcome, QuarantineReason, ScrubConfig, scrub_instance
+from scrubber.runner.deid_job import iter_files
+from scrubber.runner.ledger import Ledger, LedgerRow
+from scrubber.runner.quarantine import (
+    commit_staged,
+    discard_staged,
+    make_private_dirs,
+    stage_quarantine,
+)
+
+__all__ = [
+    "BatchRun",
+    "RunSettings",
+    "RunSummary",
+    "Task",
+    "WorkResult",
+    "process",
+    "versions",
+]
+
+_log = logging.getLogger(__name__)
+
+Layout = Literal["mirror", "uids"]
+#: Outcomes a row can end with; ``skipped`` is a file that is not DICOM by content.
+OUTCOMES: Final = ("clean", "scrubbed", "quarantined", "skipped")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a worker needs to process inputs the same way (picklable).
+
+    Attributes
+    ----------
+    source : Path
+        The input file or folder.
+    out : Path
+        The output folder.
+    quarantine : Path
+        The quarantine folder.
+    layout : {"mirror", "uids"}
+        ``mirror``: outputs at the input's relative path; ``uids``: at
+        ``<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm`` of the de-identified UIDs.
+    deid : DeidConfig
+        Metadata de-identification settings.
+    secret : bytes
+        The project secret.
+    key_path : Path or None
+        The re-identification key store (``None``: keep no key).
+    policy : str
+        ``all`` or ``phi``.
+    ocr : str
+        OCR engine name.
+    model_dir : Path or None
+        Classifier folder.
+    device : {"auto", "cpu", "cuda"}
+        Where the classifier runs.
+    threads : int
+        Inference threads per worker.
+    """
+
+    source: Path
+    out: Path
+    quarantine: Path
+    layout: Layout
+    deid: DeidConfig
+    secret: bytes = field(repr=False)
+    key_path: Path | None
+    policy: str = "all"
+    ocr: str = "rapidocr"
+    model_dir: Path | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class Task:
+    """One input: its name relative to the input root, its path, size and modification time."""
+
+    name: str
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class WorkResult:
+    """What a worker made of one input (no PHI; the staged files are hidden temporaries)."""
+
+    name: str
+    outcome: str
+    reasons: list[str]
+    output: str | None
+    staged: list[tuple[Path, Path]]
+    digest: str | None
+    frames: int = 0
+    ocr_frames: int = 0
+    seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunSummary:
+    """Counts and rates of one run (inputs done in this run, and the whole ledger)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    frames: int = 0
+    ocr_frames: int = 0
+    stage_seconds: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    already_done: int = 0
+    ledger_counts: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the summary as JSON-ready data (frames per second per stage included)."""
+        files = sum(self.counts.values())
+        return {
+            "files": files,
+            "already_done": self.already_done,
+            "counts": dict(self.counts),
+            "reasons": dict(self.reasons),
+            "frames": self.frames,
+            "ocr_frames": self.ocr_frames,
+            "seconds": round(self.seconds, 3),
+            "files_per_second": round(files / self.seconds, 3) if self.seconds else None,
+            "frames_per_second": round(self.frames / self.seconds, 3) if self.seconds else None,
+            "stage_seconds": {k: round(v, 3) for k, v in sorted(self.stage_seconds.items())},
+            "stage_frames_per_second": {
+                stage: round(self.frames / total, 1)
+                for stage, total in sorted(self.stage_seconds.items())
+                if total > 0
+            },
+            "ledger_counts": dict(self.ledger_counts),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# worker side
+
+
+@dataclass
+class _Worker:
+    settings: RunSettings
+    parent: int
+    classifier: Any
+    engine: Any
+    deidentifier: Deidentifier
+    versions: dict[str, str]
+
+
+_WORKER: _Worker | None = None
+
+
+def _init_worker(settings: RunSettings) -> None:
+    """Load the models once per worker process (one inference thread each)."""
+    global _WORKER  # noqa: PLW0603 - one worker state per process, set by the pool initializer
+    from scrubber.detect import load_classifier
+    from scrubber.detect.ocr import load_engine
+
+    classifier = load_classifier(
+        settings.model_dir, device=settings.device, threads=settings.threads
+    )
+    engine = load_engine(settings.ocr, threads=settings.threads)
+    store = KeyStore(settings.key_path, settings.deid.project) if settings.key_path else None
+    _WORKER = _Worker(
+        settings=settings,
+        parent=os.getppid(),
+        classifier=classifier,
+        engine=engine,
+        deidentifier=Deidentifier(settings.deid, settings.secret, store),
+        versions=versions(classifier.manifest, settings),
+    )
+
+
+def versions(manifest: Manifest, settings: RunSettings) -> dict[str, str]:
+    """List what an output depends on: scrubber, model, OCR engine, policy, project, layout.
+
+    Parameters
+    ----------
+    manifest : Manifest
+        The classifier's manifest.
+    settings : RunSettings
+        The run's settings.
+
+    Returns
+    -------
+    dict of str to str
+        Version strings, also the ledger's fingerprint.
+    """
+    from scrubber import __version__
+
+    return {
+        "scrubber": __version__,
+        "classifier": f"{manifest.version} sha256:{manifest.sha256[:16]}",
+        "ocr": settings.ocr,
+        "policy": settings.policy,
+        "project": settings.deid.project,
+        "layout": settings.layout,
+        "deid": _deid_fingerprint(settings.deid),
+    }
+
+
+def _deid_fingerprint(config: DeidConfig) -> str:
+    text = repr(
+        (
+            sorted(str(o) for o in config.options),
+            config.strict,
+            sorted(str(k) for k in config.keep_private),
+            str(config.date_shift_scope),
+            config.date_shift_days,
+        )
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def process(task: Task) -> WorkResult:
+    """Scrub one input in a worker and stage what it produces (never raises for a bad input).
+
+    Parameters
+    ----------
+    task : Task
+        The input.
+
+    Returns
+    -------
+    WorkResult
+        The outcome and the staged ``(temporary, final)`` files for the driver to rename.
+    """
+    worker = _WORKER
+    if worker is None:
+        raise RuntimeError("process() runs in a worker set up by the batch run")
+    start = time.perf_counter()
+    settings = worker.settings
+    digest = _digest(task.path)
+    if digest is None or not looks_like_dicom(task.path):
+        return WorkResult(
+            task.name,
+            "skipped",
+            ["not_dicom" if digest is not None else "unreadable_file"],
+            None,
+            [],
+            digest,
+            seconds=time.perf_counter() - start,
+            versions=worker.versions,
+        )
+    try:
+        dataset = read_instance(task.path)
+    except ScrubberError as exc:
+        result = InstanceResult(
+            outcome=Outcome.QUARANTINED, reason=QuarantineReason.UNREADABLE, message=str(exc)
+        )
+    else:
+        result = scrub_instance(
+            dataset,
+            classifier=worker.classifier,
+            engine=worker.engine,
+            deidentifier=worker.deidentifier,
+            config=ScrubConfig(policy=_policy(settings.policy)),
+        )
+    if os.getppid() != worker.parent:  # the driver is gone: write nothing more
+        os._exit(1)
+    staged: list[tuple[Path, Path]] = []
+    if result.released and result.dataset is not None:
+        final = _output_path(settings, task.name, result)
+        try:
+            tmp = stage_instance(result.dataset, final)
+            _flush(tmp)
+            staged = [(tmp, final)]
+        except ScrubberError as exc:
+            result.outcome = Outcome.QUARANTINED
+            result.reason = QuarantineReason.INTERNAL_ERROR
+            result.message = f"The output could not be written: {exc}"
+    result.dataset = None
+    if not result.released:
+        extra = {"digest": digest, "versions": worker.versions}
+        staged = stage_quarantine(task.path, settings.quarantine, Path(task.name), result, extra)
+    reasons = [result.reason.value] if result.reason else []
+    return WorkResult(
+        name=task.name,
+        outcome=result.outcome.value,
+        reasons=reasons,
+        output=str(staged[0][1]) if staged else None,
+        staged=staged,
+        digest=digest,
+        frames=result.frames,
+        ocr_frames=result.ocr_frames,
+        seconds=time.perf_counter() - start,
+        stages=dict(result.seconds),
+        versions=worker.versions,
+    )
+
+
+def _policy(name: str) -> Any:
+    from scrubber.detect.decide import Policy
+
+    return Policy(name)
+
+
+def _digest(path: Path) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as fp:
+            for block in iter(lambda: fp.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _flush(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def _output_path(settings: RunSettings, name: str, result: InstanceResult) -> Path:
+    if settings.layout == "mirror" or result.dataset is None:
+        return settings.out / name if settings.source.is_dir() else settings.out / Path(name).name
+    ds = result.dataset
+    parts = [str(ds.get(k, "") or "unknown") for k in ("StudyInstanceUID", "SeriesInstanceUID")]
+    sop = str(ds.get("SOPInstanceUID", "") or hashlib.sha256(name.encode()).hexdigest()[:32])
+    return settings.out.joinpath(*parts, f"{sop}.dcm")
+
+
+# ---------------------------------------------------------------------------------------------
+# driver side
+
+
+class BatchRun:
+    """One ``scrubber run`` over an input tree (the driver: plan, dispatch, commit, record).
+
+    Parameters
+    ----------
+    settings : RunSettings
+        Paths and processing settings.
+    ledger : Path
+        The ledger database.
+    fingerprint : dict of str to str
+        Versions the outputs depend on (see :func:`versions`); a ledger started under other
+        versions is refused.
+    workers : int
+        Worker processes (1 runs everything in this process).
+
+    Raises
+    ------
+    ConfigError
+        If the folders overlap, another run holds the output, or the ledger does not fit.
+    """
+
+    def __init__(
+        self, settings: RunSettings, ledger: Path, fingerprint: dict[str, str], workers: int
+    ) -> None:
+        self.settings = settings
+        self.workers = max(1, workers)
+        _check_paths(settings, ledger)
+        settings.out.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(settings.quarantine, settings.quarantine)
+        self._lock_fp = _lock(ledger)
+        try:
+            self.ledger = Ledger(ledger, fingerprint)
+        except BaseException:
+            self._lock_fp.close()
+            raise
+        self.fingerprint = fingerprint
+
+    def close(self) -> None:
+        """Close the ledger and release the output lock."""
+        self.ledger.close()
+        self._lock_fp.close()
+
+    def __enter__(self) -> BatchRun:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def recover(self) -> int:
+        """Undo what a killed run left half-done; returns how many inputs it touched.
+
+        Final files a killed run recorded for unfinished inputs are removed, and every hidden
+        temporary of scrubber's under the output and the quarantine is deleted.
+        """
+        unsettled = self.ledger.unsettled()
+        for paths in unsettled.values():
+            for name in paths:
+                with contextlib.suppress(FileNotFoundError):
+                    Path(name).unlink()
+        for root in (self.settings.out, self.settings.quarantine):
+            for directory, _dirs, files in os.walk(root):
+                for file in files:
+                    if file.startswith(".") and file.endswith(".tmp"):
+                        with contextlib.suppress(FileNotFoundError):
+                            (Path(directory) / file).unlink()
+        return len(unsettled)
+
+    def plan(self) -> tuple[list[Task], int]:
+        """List inputs still to do (new, changed or unfinished) and count those already done."""
+        done = self.ledger.finished()
+        source = self.settings.source
+        tasks, skipped = [], 0
+        for path in iter_files(source):
+            name = path.name if source.is_file() else path.relative_to(source).as_posix()
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            if done.get(name) == (stat.st_size, stat.st_mtime_ns):
+                skipped += 1
+                continue
+            tasks.append(Task(name, path, stat.st_size, stat.st_mtime_ns))
+        return tasks, skipped
+
+    def run(
+        self, tasks: list[Task], on_result: Callable[[LedgerRow], None] | None = None
+    ) -> RunSummary:
+        """Process ``tasks`` and record each in the ledger as it finishes.
+
+        Parameters
+        ----------
+        tasks : list of Task
+            From :meth:`plan`.
+        on_result : callable, optional
+            Called with each finished row (progress display).
+
+        Returns
+        -------
+        RunSummary
+            Counts and timings of this run.
+        """
+        summary = RunSummary()
+        started = time.perf_counter()
+        try:
+            for result in self._results(tasks):
+                row = self._commit(result)
+                summary.counts[row.outcome] += 1
+                summary.reasons.update(row.reasons)
+                summary.frames += result.frames
+                summary.ocr_frames += result.ocr_frames
+                summary.stage_seconds.update(result.stages)
+                if on_result is not None:
+                    on_result(row)
+        finally:
+            summary.seconds = time.perf_counter() - started
+            summary.ledger_counts = Counter(r.outcome for r in self.ledger.rows())
+        return summary
+
+    def _results(self, tasks: list[Task]) -> Iterator[WorkResult]:
+        if self.workers == 1:
+            _init_worker(self.settings)
+            for task in tasks:
+                self.ledger.start(task.name, task.size, task.mtime_ns)
+                yield process(task)
+            return
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(
+            self.workers, mp_context=context, initializer=_init_worker, initargs=(self.settings,)
+        )
+        queue = deque(tasks)
+        running: set[Future[WorkResult]] = set()
+        try:
+            while queue or running:
+                while queue and len(running) < 2 * self.workers:
+                    task = queue.popleft()
+                    self.ledger.start(task.name, task.size, task.mtime_ns)
+                    running.add(pool.submit(process, task))
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    yield future.result()
+        finally:
+            for future in running:
+                future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            for future in running:  # finished after we stopped listening: withdraw its files
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    discard_staged(future.result().staged)
+
+    def _commit(self, result: WorkResult) -> LedgerRow:
+        """Put one input's staged files in place and record it (in that order)."""
+        finals = [str(final) for _tmp, final in result.staged]
+        for old in self.ledger.previous_paths(result.name):
+            if old not in finals:  # an earlier run's output of a changed input
+                with contextlib.suppress(FileNotFoundError):
+                    Path(old).unlink()
+        self.ledger.committing(result.name, finals)
+        outcome, reasons, output = result.outcome, result.reasons, result.output
+        try:
+            commit_staged(result.staged)
+        except OutputError as exc:
+            discard_staged(result.staged)
+            for final in finals:
+                with contextlib.suppress(FileNotFoundError):
+                    Path(final).unlink()
+            _log.error("cannot move the output of one input into place: %s", exc.reason)
+            outcome, reasons, output, finals = "quarantined", ["internal_error"], None, []
+        row = LedgerRow(
+            input=result.name,
+            outcome=outcome,
+            reasons=reasons,
+            output=output,
+            frames=result.frames,
+            seconds=result.seconds,
+            stages=result.stages,
+            digest=result.digest,
+            versions=result.versions,
+        )
+        self.ledger.finish(row, finals)
+        return row
+
+    def write_report(self, path: Path) -> int:
+        """Write one JSON line per finished input of the whole ledger; return the count."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        count = 0
+        try:
+            with tmp.open("w", encoding="utf-8") as fp:
+                for row in self.ledger.rows():
+                    fp.write(json.dumps(row.report()) + "\n")
+                    count += 1
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        return count
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _check_paths(settings: RunSettings, ledger: Path) -> None:
+    source, out, quarantine = settings.source, settings.out, settings.quarantine
+    if not source.exists():
+        raise ConfigError(f"The input {source} does not exist; give a file or a folder.")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"The output {out} is a file; give a folder.")
+    pairs = [(out, source, "output", "input"), (quarantine, source, "quarantine", "input")]
+    pairs.append((quarantine, out, "quarantine", "output"))
+    for a, b, a_name, b_name in pairs:
+        if _inside(a, b) or _inside(b, a):
+            raise ConfigError(
+                f"The {a_name} folder {a} overlaps the {b_name} {b}; keep them apart so that "
+                "originals are never overwritten and quarantined files never reach the output."
+            )
+    if _inside(ledger, source):
+        raise ConfigError(f"The ledger {ledger} is inside the input; put it elsewhere.")
+    if settings.key_path is not None and (
+        _inside(settings.key_path, out) or _inside(settings.key_path, quarantine)
+    ):
+        raise ConfigError(
+            f"The re-identification key {settings.key_path} would sit inside the output or the "
+            "quarantine; keep it apart (choose another --key-file)."
+        )
+
+
+def _lock(ledger: Path) -> Any:
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    lock = ledger.with_name(ledger.name + ".lock")
+    try:
+        fp = os.fdopen(os.open(lock, os.O_CREAT | os.O_RDWR, 0o600), "r+")
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot create the lock file {lock} ({exc.strerror}); check the folder's permissions "
+            "or give another --ledger path."
+        ) from None
+    try:
+        fcntl.flock(fp, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fp.close()
+        raise ConfigError(
+            f"Another scrubber run is writing with the ledger {ledger}; wait for it to finish "
+            "(two runs into one output would overwrite each other's files)."
+        ) from None
+    return fp

@@ -1,0 +1,249 @@
+"""``scrubber run`` end to end: every input in exactly one place, resumable, killable.
+
+The kill test starts a real run over a few hundred files in a subprocess, SIGKILLs its whole
+process group mid-way, reruns the same command, and checks that the ledger, the report and the
+two trees agree, that nothing is duplicated or missing, and that no temporary file is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from typer.testing import CliRunner
+
+from scrubber.cli.app import app
+from scrubber.samples import write_samples
+from tests.burned_in import ultrasound_with_banner
+
+runner = CliRunner()
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    source = tmp_path / "in"
+    write_samples(source, patients=1, seed=5)
+    banner = ultrasound_with_banner("MILLER ROSE", "8812345")
+    (source / "us").mkdir()
+    banner.save_as(source / "us" / "banner.dcm", enforce_file_format=True)
+    (source / "notes.txt").write_text("not an image")
+    (source / "broken.dcm").write_bytes(b"DICM" * 40)
+    return source
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {"SCRUBBER_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+
+
+def _inputs(source: Path) -> list[str]:
+    return sorted(p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file())
+
+
+def _check_one_place(
+    source: Path, out: Path, quarantine: Path, report: Path
+) -> list[dict[str, Any]]:
+    """Every input is in exactly one place, and the report and the ledger say where."""
+    rows = [json.loads(line) for line in report.read_text().splitlines()]
+    names = _inputs(source)
+    assert [r["input"] for r in rows] == names
+    held = {
+        p.relative_to(quarantine).as_posix().split("/", 1)[1]
+        for p in quarantine.rglob("*")
+        if p.is_file() and p.suffix not in (".json", ".png")
+    }
+    written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    for row in rows:
+        name, outcome = row["input"], row["outcome"]
+        assert (name in written) == (outcome in ("clean", "scrubbed")), row
+        assert (name in held) == (outcome == "quarantined"), row
+        if outcome == "skipped":
+            assert row["output"] is None
+        else:
+            assert Path(row["output"]).is_file(), row
+    assert written | held <= set(names)
+    leftovers = [p for root in (out, quarantine) for p in root.rglob(".*.tmp")]
+    assert leftovers == []
+    ledger = out.with_name(out.name + ".ledger.sqlite")
+    with sqlite3.connect(ledger) as db:
+        states = dict(db.execute("SELECT input, state FROM inputs").fetchall())
+    assert states == {name: "done" for name in names}
+    return rows
+
+
+def test_run_puts_every_input_in_exactly_one_place(tree: Path, tmp_path: Path) -> None:
+    out, report, summary = tmp_path / "out", tmp_path / "report.jsonl", tmp_path / "sum.json"
+    quarantine = tmp_path / "out.quarantine"
+    args = ["run", str(tree), "--out", str(out), "-p", "TRIAL", "-j", "1"]
+    result = runner.invoke(
+        app, [*args, "--report", str(report), "--summary", str(summary)], env=_env(tmp_path)
+    )
+    assert result.exit_code == 1, result.output  # something is quarantined
+    rows = _check_one_place(tree, out, quarantine, report)
+    by_name = {r["input"]: r for r in rows}
+    assert by_name["notes.txt"]["outcome"] == "skipped"
+    assert by_name["broken.dcm"]["outcome"] == "quarantined"
+    assert by_name["broken.dcm"]["reasons"] == ["unreadable"]
+    assert by_name["us/banner.dcm"]["outcome"] == "scrubbed"
+    assert stat.S_IMODE(quarantine.stat().st_mode) == 0o700
+    assert stat.S_IMODE((quarantine / "unreadable").stat().st_mode) == 0o700
+    note = json.loads((quarantine / "unreadable" / "broken.dcm.json").read_text())
+    assert note["reason"] == "unreadable" and note["versions"]["policy"] == "all"
+    assert (quarantine / "unreadable" / "broken.dcm").read_bytes() == b"DICM" * 40
+    data = json.loads(summary.read_text())
+    assert sum(data["counts"].values()) == len(rows)
+    assert data["frames"] > 0 and data["stage_frames_per_second"]["classify"] > 0
+    assert "MILLER" not in result.output and "8812345" not in result.output
+    scrubbed = pydicom.dcmread(by_name["us/banner.dcm"]["output"])
+    assert scrubbed.PatientName != "MILLER^ROSE" and scrubbed.BurnedInAnnotation == "NO"
+
+
+def test_a_rerun_skips_what_is_done_and_redoes_what_changed(tree: Path, tmp_path: Path) -> None:
+    out, report = tmp_path / "out", tmp_path / "report.jsonl"
+    args = ["run", str(tree), "--out", str(out), "-p", "TRIAL", "-j", "1", "-q"]
+    runner.invoke(app, [*args, "--report", str(report)], env=_env(tmp_path))
+    first = report.read_text()
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    again = runner.invoke(app, [*args, "--report", str(report)], env=_env(tmp_path))
+    assert "already done" in again.output
+    assert report.read_text() == first
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamps
+    # the broken file is repaired: it is redone, leaves the quarantine and reaches the output
+    shutil.copyfile(tree / "us" / "banner.dcm", tree / "broken.dcm")
+    fixed = runner.invoke(app, [*args, "--report", str(report)], env=_env(tmp_path))
+    assert fixed.exit_code == 0, fixed.output
+    rows = _check_one_place(tree, out, tmp_path / "out.quarantine", report)
+    assert {r["input"]: r["outcome"] for r in rows}["broken.dcm"] == "scrubbed"
+    assert not (tmp_path / "out.quarantine" / "unreadable" / "broken.dcm.json").exists()
+
+
+def test_uid_layout_files_outputs_by_their_de_identified_uids(tree: Path, tmp_path: Path) -> None:
+    out, report = tmp_path / "out", tmp_path / "report.jsonl"
+    args = ["run", str(tree), "--out", str(out), "-p", "TRIAL", "-j", "1", "-q"]
+    runner.invoke(app, [*args, "--layout", "uids", "--report", str(report)], env=_env(tmp_path))
+    rows = [json.loads(line) for line in report.read_text().splitlines()]
+    released = [r for r in rows if r["outcome"] in ("clean", "scrubbed")]
+    assert released
+    for row in released:
+        path = Path(row["output"])
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert path.relative_to(out).parts == (
+            ds.StudyInstanceUID,
+            ds.SeriesInstanceUID,
+            f"{ds.SOPInstanceUID}.dcm",
+        )
+    originals = {pydicom.dcmread(p, force=True).get("SOPInstanceUID") for p in tree.rglob("*.dcm")}
+    assert not originals & {Path(r["output"]).stem for r in released}
+
+
+def test_settings_cannot_change_under_a_started_output(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["run", str(tree), "--out", str(out), "-p", "TRIAL", "-j", "1", "-q"]
+    runner.invoke(app, args, env=_env(tmp_path))
+    result = runner.invoke(app, [*args, "--policy", "phi"], env=_env(tmp_path))
+    assert result.exit_code == 2 and "policy" in result.output
+
+
+@pytest.mark.parametrize(
+    ("out_name", "quarantine_name", "message"),
+    [("in/out", None, "overlaps"), ("out", "out/q", "overlaps")],
+)
+def test_overlapping_folders_are_refused(
+    tree: Path, tmp_path: Path, out_name: str, quarantine_name: str | None, message: str
+) -> None:
+    args = ["run", str(tree), "--out", str(tmp_path / out_name), "-p", "TRIAL", "-q"]
+    if quarantine_name:
+        args += ["--quarantine", str(tmp_path / quarantine_name)]
+    result = runner.invoke(app, args, env=_env(tmp_path))
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_a_second_run_into_the_same_output_is_refused(tree: Path, tmp_path: Path) -> None:
+    import fcntl
+
+    out = tmp_path / "out"
+    lock = tmp_path / "out.ledger.sqlite.lock"
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = runner.invoke(
+            app, ["run", str(tree), "--out", str(out), "-p", "TRIAL", "-q"], env=_env(tmp_path)
+        )
+    assert result.exit_code == 2 and "Another scrubber run" in result.output
+
+
+def _kill_tree(root: Path, copies: int) -> None:
+    write_samples(root / "samples", patients=1, seed=9)
+    ct = next(
+        p
+        for p in sorted((root / "samples").rglob("*.dcm"))
+        if pydicom.dcmread(p, stop_before_pixels=True).Modality == "CT"
+    )
+    for index in range(copies):
+        folder = root / f"series{index // 50:02d}"
+        folder.mkdir(exist_ok=True)
+        shutil.copyfile(ct, folder / f"IM{index:04d}.dcm")
+    for index in range(4):
+        banner = ultrasound_with_banner(f"PATIENT{index} NAME", f"ID{index}77")
+        banner.save_as(root / f"banner{index}.dcm", enforce_file_format=True)
+    (root / "README").write_text("export notes")
+    (root / "truncated.dcm").write_bytes(b"\0" * 128 + b"DICM")
+
+
+def test_a_run_killed_mid_way_and_rerun_loses_nothing(tmp_path: Path) -> None:
+    source, out = tmp_path / "in", tmp_path / "out"
+    _kill_tree(source, copies=300)
+    total = len(_inputs(source))
+    ledger = tmp_path / "out.ledger.sqlite"
+    report = tmp_path / "report.jsonl"
+    command = [
+        sys.executable, "-m", "scrubber", "run", str(source), "--out", str(out),
+        "-p", "KILL", "-j", "2", "-q", "--report", str(report),
+    ]  # fmt: skip
+    env = {**os.environ, **_env(tmp_path)}
+    process = subprocess.Popen(
+        command, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    done = 0
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+        if ledger.exists():
+            try:
+                with sqlite3.connect(ledger, timeout=1) as db:
+                    done = db.execute(
+                        "SELECT COUNT(*) FROM inputs WHERE state = 'done'"
+                    ).fetchone()[0]
+            except sqlite3.OperationalError:
+                continue
+            if done >= total // 3:
+                break
+    assert process.poll() is None, "the run finished before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 0 < done < total
+    rerun = subprocess.run(
+        command, check=False, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert rerun.returncode == 1, rerun.stderr  # the truncated file is quarantined
+    assert "already done" in rerun.stderr
+    rows = _check_one_place(source, out, tmp_path / "out.quarantine", report)
+    assert len(rows) == total
+    outcomes = {r["input"]: r["outcome"] for r in rows}
+    assert outcomes["README"] == "skipped" and outcomes["truncated.dcm"] == "quarantined"
+    assert all(outcomes[f"banner{i}.dcm"] == "scrubbed" for i in range(4))
+    for row in rows:
+        if row["outcome"] in ("clean", "scrubbed"):
+            pydicom.dcmread(row["output"])  # complete, parseable files only
