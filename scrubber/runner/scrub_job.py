@@ -2,17 +2,14 @@
 
 Each input is read, run through :func:`scrubber.pipeline.scrub_instance` and either written to the
 output tree (atomically: a temporary name, flushed, renamed) or, when quarantined, copied as it
-was into ``<quarantine>/<reason>/<relative path>`` with a ``.json`` sidecar that says why (reason,
-message, scores: no header values, no OCR text). Nothing is ever written to the output for a
+was into ``<quarantine>/<reason>/<relative path>`` with a ``.json`` note that says why (reason,
+message, scores, proposed boxes: no header values, no OCR text) and a ``.png`` preview
+(:mod:`scrubber.runner.quarantine`). Nothing is ever written to the output for a
 quarantined input, and a failure on one file never stops the job.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +22,7 @@ from scrubber.dicom_io import commit_instance, looks_like_dicom, read_instance, 
 from scrubber.errors import ConfigError, ScrubberError
 from scrubber.pipeline import InstanceResult, Outcome, QuarantineReason, ScrubConfig, scrub_instance
 from scrubber.runner.deid_job import mirror_plan, resolve_destination
+from scrubber.runner.quarantine import commit_staged, discard_staged, stage_quarantine
 
 __all__ = ["ScrubJob", "ScrubOutcome"]
 
@@ -231,30 +229,14 @@ class ScrubJob:
         )
 
     def _hold(self, source: Path, result: InstanceResult) -> Path:
-        """Copy the original into the quarantine with a JSON sidecar; return the copy's path."""
-        reason = result.reason.value if result.reason else QuarantineReason.INTERNAL_ERROR.value
+        """Copy the original into the quarantine with its note and preview; return the copy."""
         relative = Path(source.name) if self.source.is_file() else source.relative_to(self.source)
-        target = self.quarantine / reason / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        staged = stage_quarantine(source, self.quarantine, relative, result)
         try:
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, target)
-            sidecar = {
-                "input": str(source),
-                "reason": reason,
-                "message": result.message,
-                "frames": result.frames,
-                "scores": [round(s, 4) for s in result.scores],
-                "flags": list(result.flags),
-            }
-            target.with_name(target.name + ".json").write_text(
-                json.dumps(sidecar, indent=2) + "\n", encoding="utf-8"
-            )
+            commit_staged(staged)
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        return target
+            discard_staged(staged)
+        return staged[0][1]
 
 
 def _overlaps(a: Path, b: Path) -> bool:
