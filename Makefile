@@ -25,10 +25,10 @@ setup: $(STAMP)
 
 $(TRAIN_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet $(TORCH_PIN)
-	$(BIN)/python -m pip install --quiet -e '.[dev,train,easyocr]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,train,easyocr,ray]'
 	touch $(TRAIN_STAMP)
 
-## train-setup: add torch, the training extras and the EasyOCR engine to .venv (to retrain; CI)
+## train-setup: add torch, the training extras, the EasyOCR engine and Ray to .venv (to retrain; CI)
 train-setup: $(TRAIN_STAMP)
 
 ## train: reproduce the shipped classifier in models/ (synthetic data, training, ONNX export)

@@ -71,6 +71,18 @@ def require_training_extra(*modules: str) -> None:
     pytest.skip(message)
 
 
+def require_ray() -> None:
+    """Skip (locally) or fail (under CI) when Ray, the ``ray`` extra, is absent."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is not None:
+        return
+    message = "ray is not installed: `make train-setup` installs the ray extra; .ci/run does."
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_torch() -> None:
     """Skip (locally) or fail (under CI) when torch, needed only for training, is absent."""
     require_training_extra("torch", "skimage", "nilearn", "nibabel")

@@ -430,6 +430,21 @@ def run_batch(
             help="all: black out every text region; phi: keep text that identifies nobody.",
         ),
     ] = "all",
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local: worker processes on this machine; ray: actors on a Ray cluster "
+            "(input, output and quarantine on a file system every node mounts).",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray instance).",
+        ),
+    ] = None,
     ocr: Annotated[str, typer.Option("--ocr", help="OCR engine.")] = "rapidocr",
     model_dir: Annotated[
         Path | None,
@@ -486,6 +501,8 @@ def run_batch(
             raise ConfigError(f"--policy must be all or phi, not {policy!r}")
         if layout not in ("mirror", "uids"):
             raise ConfigError(f"--layout must be mirror or uids, not {layout!r}")
+        if engine not in ("local", "ray"):
+            raise ConfigError(f"--engine must be local or ray, not {engine!r}")
         if device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda, not {device!r}")
         config = _deid_config(
@@ -511,7 +528,14 @@ def run_batch(
             threads=1,
         )
         count = workers or _usable_cores()
-        batch = BatchRun(settings, ledger_path, versions(manifest, settings), count)
+        batch = BatchRun(
+            settings,
+            ledger_path,
+            versions(manifest, settings),
+            count,
+            engine="ray" if engine == "ray" else "local",
+            address=address,
+        )
     except ScrubberError as exc:
         raise _fail(exc) from exc
     with batch:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib
 import json
 import logging
 import multiprocessing
@@ -48,6 +49,7 @@ from scrubber.runner.quarantine import (
 
 __all__ = [
     "BatchRun",
+    "RayWorker",
     "RunSettings",
     "RunSummary",
     "Task",
@@ -363,6 +365,21 @@ def _output_path(settings: RunSettings, name: str, result: InstanceResult) -> Pa
     return settings.out.joinpath(*parts, f"{sop}.dcm")
 
 
+class RayWorker:
+    """A Ray actor running :func:`process` with its own models (``ray.remote`` wraps it)."""
+
+    def __init__(self, settings: RunSettings) -> None:
+        _init_worker(settings)
+
+    def process(self, task: Task) -> WorkResult:
+        """Process one input (see :func:`process`)."""
+        return process(task)
+
+
+#: Object store of a private local Ray instance: results are small (paths and figures).
+_RAY_STORE_BYTES: Final = 128 * 1024 * 1024
+
+
 # ---------------------------------------------------------------------------------------------
 # driver side
 
@@ -380,7 +397,13 @@ class BatchRun:
         Versions the outputs depend on (see :func:`versions`); a ledger started under other
         versions is refused.
     workers : int
-        Worker processes (1 runs everything in this process).
+        Worker processes (1 runs everything in this process), or Ray actors.
+    engine : {"local", "ray"}, optional
+        ``local``: a process pool on this machine; ``ray``: an actor pool on a Ray cluster (the
+        driver still owns the ledger and every rename, so input, output and quarantine must be
+        on a file system every node mounts at the same path).
+    address : str, optional
+        The Ray cluster to join (default: ``$RAY_ADDRESS``, else a local Ray instance).
 
     Raises
     ------
@@ -389,10 +412,19 @@ class BatchRun:
     """
 
     def __init__(
-        self, settings: RunSettings, ledger: Path, fingerprint: dict[str, str], workers: int
+        self,
+        settings: RunSettings,
+        ledger: Path,
+        fingerprint: dict[str, str],
+        workers: int,
+        *,
+        engine: Literal["local", "ray"] = "local",
+        address: str | None = None,
     ) -> None:
         self.settings = settings
         self.workers = max(1, workers)
+        self.engine = engine
+        self.address = address
         _check_paths(settings, ledger)
         settings.out.mkdir(parents=True, exist_ok=True)
         make_private_dirs(settings.quarantine, settings.quarantine)
@@ -486,6 +518,9 @@ class BatchRun:
         return summary
 
     def _results(self, tasks: list[Task]) -> Iterator[WorkResult]:
+        if self.engine == "ray":
+            yield from self._ray_results(tasks)
+            return
         if self.workers == 1:
             _init_worker(self.settings)
             for task in tasks:
@@ -514,6 +549,40 @@ class BatchRun:
             for future in running:  # finished after we stopped listening: withdraw its files
                 if future.done() and not future.cancelled() and future.exception() is None:
                     discard_staged(future.result().staged)
+
+    def _ray_results(self, tasks: list[Task]) -> Iterator[WorkResult]:
+        """Process ``tasks`` on a pool of Ray actors, each holding its models (one CPU each)."""
+        try:  # typed as Any: Ray is an optional extra
+            ray: Any = importlib.import_module("ray")
+            actor_pool: Any = importlib.import_module("ray.util").ActorPool
+        except ImportError:
+            raise ConfigError("--engine ray needs Ray: pip install 'scrubber[ray]'.") from None
+        started_here = not ray.is_initialized()
+        if started_here:
+            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            address = self.address or os.environ.get("RAY_ADDRESS")
+            if address:
+                options["address"] = address
+            else:  # a private local instance sized to this run
+                options.update(num_cpus=self.workers, object_store_memory=_RAY_STORE_BYTES)
+            ray.init(**options)
+        gpus = 1 if self.settings.device == "cuda" else 0
+        actor = ray.remote(num_cpus=1, num_gpus=gpus)(RayWorker)
+        actors = [actor.remote(self.settings) for _ in range(self.workers)]
+        pool = actor_pool(actors)
+        queue = deque(tasks)
+        try:
+            while queue or pool.has_next():
+                while queue and pool.has_free():
+                    task = queue.popleft()
+                    self.ledger.start(task.name, task.size, task.mtime_ns)
+                    pool.submit(lambda worker, item: worker.process.remote(item), task)
+                yield pool.get_next_unordered()
+        finally:
+            for handle in actors:
+                ray.kill(handle)
+            if started_here:
+                ray.shutdown()
 
     def _commit(self, result: WorkResult) -> LedgerRow:
         """Put one input's staged files in place and record it (in that order)."""

@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 from scrubber.cli.app import app
 from scrubber.samples import write_samples
 from tests.burned_in import ultrasound_with_banner
+from tests.conftest import require_ray
 
 runner = CliRunner()
 
@@ -247,3 +248,33 @@ def test_a_run_killed_mid_way_and_rerun_loses_nothing(tmp_path: Path) -> None:
     for row in rows:
         if row["outcome"] in ("clean", "scrubbed"):
             pydicom.dcmread(row["output"])  # complete, parseable files only
+
+
+def _digests(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
+
+
+def test_local_and_ray_engines_give_identical_outputs(tree: Path, tmp_path: Path) -> None:
+    require_ray()
+    key = tmp_path / "key.sqlite"  # one project key: the same pseudonyms on both sides
+    common = ["-p", "TRIAL", "--key-file", str(key), "-q", "-j", "2"]
+    local = runner.invoke(
+        app, ["run", str(tree), "--out", str(tmp_path / "local"), *common], env=_env(tmp_path)
+    )
+    assert local.exit_code == 1, local.output
+    on_ray = runner.invoke(
+        app,
+        ["run", str(tree), "--out", str(tmp_path / "ray"), *common, "--engine", "ray"],
+        env=_env(tmp_path),
+    )
+    assert on_ray.exit_code == 1, on_ray.output
+    local_files, ray_files = _digests(tmp_path / "local"), _digests(tmp_path / "ray")
+    assert len(local_files) >= 5 and local_files == ray_files
+    held = {"local": tmp_path / "local.quarantine", "ray": tmp_path / "ray.quarantine"}
+    assert _digests(held["local"]).keys() == _digests(held["ray"]).keys()
