@@ -40,7 +40,7 @@ train: $(TRAIN_STAMP)
 evaluate-corpus: $(STAMP)
 	$(BIN)/python -m training.evaluate_corpus --model-dir models
 
-## demo: set up, generate synthetic sample DICOMs, de-identify them, classify their frames, show the result
+## demo: set up, generate synthetic sample DICOMs, de-identify them, classify their frames, scrub them with the batch job, show the result
 demo: $(STAMP)
 	rm -rf $(DEMO)/input $(DEMO)/output
 	$(BIN)/scrubber samples $(DEMO)/input --patients 3
@@ -49,6 +49,10 @@ demo: $(STAMP)
 	$(BIN)/scrubber keys info --project DEMO --key-file $(DEMO)/private/reid-key.sqlite
 	@echo "--- which frames the burned-in text classifier sends to OCR ---"
 	$(BIN)/scrubber classify $(DEMO)/input
+	@echo "--- the batch job: classify, OCR, black out, verify, de-identify (resumable) ---"
+	rm -rf $(DEMO)/scrubbed $(DEMO)/scrubbed.quarantine $(DEMO)/scrubbed.ledger.sqlite*
+	$(BIN)/scrubber run $(DEMO)/input --out $(DEMO)/scrubbed --project DEMO \
+		--key-file $(DEMO)/private/reid-key.sqlite --report $(DEMO)/scrub-report.jsonl
 	@echo "--- one original header (fake patient) ---"
 	$(BIN)/scrubber header $(DEMO)/input/patient01/series1/IM0001.dcm --keyword-filter Patient,Study,Accession,Institution,UID
 	@echo "--- the same instance, de-identified ---"

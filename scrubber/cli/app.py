@@ -551,8 +551,13 @@ def run_batch(
 
             def advance(row: LedgerRow) -> None:
                 counts[row.outcome] += 1
+                counts["frames"] += row.frames
                 shown = ", ".join(f"{counts[k]} {k}" for k in OUTCOMES if counts[k])
-                progress.update(bar, advance=1, description=f"scrubbing ({shown})")
+                progress.update(
+                    bar,
+                    advance=1,
+                    description=f"scrubbing: {counts['frames']} frames ({shown})",
+                )
 
             try:
                 summary = batch.run(tasks, advance)
