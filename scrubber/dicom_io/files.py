@@ -113,6 +113,7 @@ def read_instance(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
                     "file). Re-export it from the source."
                 )
             _check_complete(path, ds)
+            _drop_stray_delimiters(ds)
         except (NotDicomError, UnreadableDicomError):
             raise
         except RecursionError:
@@ -126,6 +127,17 @@ def read_instance(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
                 "truncated or malformed. Re-export it from the source, or quarantine it."
             ) from None
     return ds
+
+
+def _drop_stray_delimiters(ds: Dataset) -> None:
+    """Remove item and sequence delimiters found among a data set's elements.
+
+    Group FFFE marks the structure of sequences and encapsulated values; a writer that leaves one
+    at data set level (seen in real ultrasound exports) makes pydicom keep it as an element of
+    unknown VR, which nothing can convert or write. It carries no data.
+    """
+    for tag in [t for t in ds.keys() if t.group == 0xFFFE]:
+        del ds[tag]
 
 
 def _check_headless(path: Path, ds: Dataset) -> None:

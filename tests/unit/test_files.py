@@ -108,3 +108,15 @@ def test_output_error_on_missing_parent_permissions_as_root(
     blocker.write_text("a file where a folder should be")
     with pytest.raises(OutputError, match="Cannot create"):
         write_instance(build_instance(patient), blocker / "sub" / "x.dcm")
+
+
+def test_a_stray_delimiter_at_data_set_level_is_dropped(tmp_path: Path, instance: Dataset) -> None:
+    """A sequence delimiter left among the elements (real US exports) must not block writing."""
+    path = _write(instance, tmp_path / "in.dcm")
+    data = path.read_bytes()
+    at = data.rindex(b"\xe0\x7f\x10\x00")  # (7FE0,0010) Pixel Data, little endian
+    path.write_bytes(data[:at] + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00" + data[at:])
+    ds = read_instance(path)
+    assert not [t for t in ds.keys() if t.group == 0xFFFE]
+    write_instance(ds, tmp_path / "out.dcm")
+    assert pydicom.dcmread(tmp_path / "out.dcm").PixelData == instance.PixelData
