@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pydicom
 import pytest
@@ -27,6 +26,7 @@ from scrubber.cli.app import app
 from scrubber.samples import write_samples
 from tests.burned_in import ultrasound_with_banner
 from tests.conftest import require_ray
+from tests.run_checks import check_one_place, input_names
 
 runner = CliRunner()
 
@@ -49,41 +49,6 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return {"SCRUBBER_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
 
 
-def _inputs(source: Path) -> list[str]:
-    return sorted(p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file())
-
-
-def _check_one_place(
-    source: Path, out: Path, quarantine: Path, report: Path
-) -> list[dict[str, Any]]:
-    """Every input is in exactly one place, and the report and the ledger say where."""
-    rows = [json.loads(line) for line in report.read_text().splitlines()]
-    names = _inputs(source)
-    assert [r["input"] for r in rows] == names
-    held = {
-        p.relative_to(quarantine).as_posix().split("/", 1)[1]
-        for p in quarantine.rglob("*")
-        if p.is_file() and p.suffix not in (".json", ".png")
-    }
-    written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    for row in rows:
-        name, outcome = row["input"], row["outcome"]
-        assert (name in written) == (outcome in ("clean", "scrubbed")), row
-        assert (name in held) == (outcome == "quarantined"), row
-        if outcome == "skipped":
-            assert row["output"] is None
-        else:
-            assert Path(row["output"]).is_file(), row
-    assert written | held <= set(names)
-    leftovers = [p for root in (out, quarantine) for p in root.rglob(".*.tmp")]
-    assert leftovers == []
-    ledger = out.with_name(out.name + ".ledger.sqlite")
-    with sqlite3.connect(ledger) as db:
-        states = dict(db.execute("SELECT input, state FROM inputs").fetchall())
-    assert states == {name: "done" for name in names}
-    return rows
-
-
 def test_run_puts_every_input_in_exactly_one_place(tree: Path, tmp_path: Path) -> None:
     out, report, summary = tmp_path / "out", tmp_path / "report.jsonl", tmp_path / "sum.json"
     quarantine = tmp_path / "out.quarantine"
@@ -92,7 +57,7 @@ def test_run_puts_every_input_in_exactly_one_place(tree: Path, tmp_path: Path) -
         app, [*args, "--report", str(report), "--summary", str(summary)], env=_env(tmp_path)
     )
     assert result.exit_code == 1, result.output  # something is quarantined
-    rows = _check_one_place(tree, out, quarantine, report)
+    rows = check_one_place(tree, out, quarantine, report)
     by_name = {r["input"]: r for r in rows}
     assert by_name["notes.txt"]["outcome"] == "skipped"
     assert by_name["broken.dcm"]["outcome"] == "quarantined"
@@ -125,7 +90,7 @@ def test_a_rerun_skips_what_is_done_and_redoes_what_changed(tree: Path, tmp_path
     shutil.copyfile(tree / "us" / "banner.dcm", tree / "broken.dcm")
     fixed = runner.invoke(app, [*args, "--report", str(report)], env=_env(tmp_path))
     assert fixed.exit_code == 0, fixed.output
-    rows = _check_one_place(tree, out, tmp_path / "out.quarantine", report)
+    rows = check_one_place(tree, out, tmp_path / "out.quarantine", report)
     assert {r["input"]: r["outcome"] for r in rows}["broken.dcm"] == "scrubbed"
     assert not (tmp_path / "out.quarantine" / "unreadable" / "broken.dcm.json").exists()
 
@@ -205,7 +170,7 @@ def _kill_tree(root: Path, copies: int) -> None:
 def test_a_run_killed_mid_way_and_rerun_loses_nothing(tmp_path: Path) -> None:
     source, out = tmp_path / "in", tmp_path / "out"
     _kill_tree(source, copies=300)
-    total = len(_inputs(source))
+    total = len(input_names(source))
     ledger = tmp_path / "out.ledger.sqlite"
     report = tmp_path / "report.jsonl"
     command = [
@@ -240,7 +205,7 @@ def test_a_run_killed_mid_way_and_rerun_loses_nothing(tmp_path: Path) -> None:
     )
     assert rerun.returncode == 1, rerun.stderr  # the truncated file is quarantined
     assert "already done" in rerun.stderr
-    rows = _check_one_place(source, out, tmp_path / "out.quarantine", report)
+    rows = check_one_place(source, out, tmp_path / "out.quarantine", report)
     assert len(rows) == total
     outcomes = {r["input"]: r["outcome"] for r in rows}
     assert outcomes["README"] == "skipped" and outcomes["truncated.dcm"] == "quarantined"
