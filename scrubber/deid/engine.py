@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from pydicom import config as pydicom_config
-from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
@@ -49,7 +49,7 @@ from scrubber.deid.profile import (
     Profile,
     ProfileOption,
 )
-from scrubber.deid.terms import IDENTIFYING_KEYWORDS, HeaderTerms
+from scrubber.deid.terms import IDENTIFYING_KEYWORDS, HeaderTerms, element_vr
 from scrubber.deid.uids import UIDRemapper, is_well_known_uid
 from scrubber.errors import ConfigError, DeidentificationError, ScrubberError
 
@@ -447,16 +447,6 @@ class _Walk:
     pending_text: list[tuple[Dataset, BaseTag]] = field(default_factory=list)
 
 
-def _vr_of(tag: BaseTag, elem: DataElement | RawDataElement) -> str:
-    vr = elem.VR
-    if vr and vr != "UN":
-        return str(vr)
-    try:
-        return str(dictionary_VR(tag))
-    except KeyError:
-        return str(vr or "UN")
-
-
 def _strings(value: object) -> list[str]:
     if value is None:
         return []
@@ -682,7 +672,7 @@ class Deidentifier:
                     walk.changes += 1
                 continue
             raw = ds.get_item(tag)
-            vr = _vr_of(tag, raw)
+            vr = element_vr(tag, raw)
             if vr in ("PN", "DA") or number in _IDENTIFYING_TAGS:
                 self._capture(ds, tag, raw, vr, walk)
             if number in (ACCESSION_NUMBER, STUDY_ID):

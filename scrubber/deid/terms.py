@@ -13,10 +13,12 @@ import warnings
 from collections.abc import Iterable
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 
-__all__ = ["HeaderTerms", "capture_terms", "date_spellings"]
+__all__ = ["HeaderTerms", "capture_terms", "date_spellings", "element_vr"]
 
 MIN_TERM_LENGTH = 3
 REDACTED_MARK = "*"
@@ -207,22 +209,46 @@ def capture_terms(ds: Dataset) -> HeaderTerms:
     return terms
 
 
+def element_vr(tag: BaseTag, elem: DataElement | RawDataElement) -> str:
+    """Return an element's VR: as encoded, else (implicit VR, ``UN``) from the dictionary.
+
+    Works on raw elements, so callers can decide from the VR alone whether a value is worth
+    converting (conversion is most of the cost of reading a header).
+
+    Parameters
+    ----------
+    tag : pydicom.tag.BaseTag
+        The element's tag.
+    elem : DataElement or RawDataElement
+        The element, converted or not.
+
+    Returns
+    -------
+    str
+        The VR, ``"UN"`` when neither the file nor the dictionary knows it.
+    """
+    vr = elem.VR
+    if vr and vr != "UN":
+        return str(vr)
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return str(vr or "UN")
+
+
 def _capture(ds: Dataset, terms: HeaderTerms, depth: int) -> None:
     if depth > _MAX_DEPTH:
         return
     for tag in list(ds.keys()):
-        if tag.group & 1 or tag.group in (0x0002, 0x7FE0):
+        if tag.group & 1 or tag.group in (0x0002, 0x7FE0, 0xFFFE):
             continue
+        vr = element_vr(tag, ds.get_item(tag))
+        if vr not in ("PN", "DA", "SQ") and int(tag) not in _IDENTIFYING_NUMBERS:
+            continue  # left raw: converting every value would cost more than the rest
         try:
             elem = ds[tag]
         except Exception:  # a value pydicom cannot convert is skipped here; deid removes it
             continue
-        vr = str(elem.VR or "")
-        if vr in ("", "UN"):
-            try:
-                vr = str(dictionary_VR(tag))
-            except KeyError:
-                continue
         if vr == "SQ":
             for item in elem.value or ():
                 if isinstance(item, Dataset):
