@@ -139,11 +139,6 @@ def _inspect(ds: Dataset) -> bool:
             "The instance holds waveforms only, whose annotations scrubber does not inspect; "
             "review it by hand.",
         )
-    if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
-        raise _QuarantineError(
-            QuarantineReason.UNSUPPORTED_ENCODING,
-            "Float pixel data (parametric maps) is not supported; review it by hand.",
-        )
     return has_pixels
 
 
@@ -308,6 +303,14 @@ def _scrub(
                     for b in redaction_boxes(regions, rows, columns)
                 ]
         result.boxes = _box_rows(boxes)  # proposed: what a reviewer sees if verification fails
+        if boxes and ("FloatPixelData" in ds or "DoubleFloatPixelData" in ds):
+            # float maps are classified and read like any image, and released untouched when
+            # clean; painting floats black has no defined display value, so text means review
+            raise _QuarantineError(
+                QuarantineReason.UNSUPPORTED_ENCODING,
+                "Text was found in float pixel data (a parametric map), which scrubber does not "
+                "rewrite; review it by hand.",
+            )
         with stages.time("redact"):
             result.overlays_removed = remove_overlays(ds)
             if boxes:

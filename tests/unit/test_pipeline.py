@@ -238,6 +238,49 @@ def test_policy_phi_keeps_a_laterality_marker(
     assert bytes(ds.PixelData) == before
 
 
+def _float_map(label: bool) -> Dataset:
+    """A parametric map: 32-bit Float Pixel Data, with a bright 'label' block or without."""
+    ds = _image_with_label(label_on=(0,) if label else ())
+    values = np.frombuffer(ds.PixelData, np.uint8).astype("<f4") / 255.0
+    del ds.PixelData
+    for keyword in ("BitsStored", "HighBit", "PixelRepresentation"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.BitsAllocated = 32
+    ds.FloatPixelData = values.tobytes()
+    return ds
+
+
+@pytest.mark.parametrize("score", [0.0, 0.5])  # below low; read by OCR, which finds nothing
+def test_a_clean_float_map_is_released_with_its_values_untouched(
+    classifier: TextClassifier,
+    deidentifier: Deidentifier,
+    monkeypatch: pytest.MonkeyPatch,
+    score: float,
+) -> None:
+    ds = _float_map(label=False)
+    before = bytes(ds.FloatPixelData)
+    _pin_scores(monkeypatch, score)
+    result = scrub_instance(
+        ds, classifier=classifier, engine=_Scripted(lambda v: []), deidentifier=deidentifier
+    )
+    assert result.outcome is Outcome.CLEAN and bytes(ds.FloatPixelData) == before
+    assert result.ocr_frames == (1 if score else 0)
+
+
+def test_text_in_a_float_map_is_held_not_rewritten(
+    classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = _float_map(label=True)
+    _pin_scores(monkeypatch, 0.5)
+    result = scrub_instance(
+        ds, classifier=classifier, engine=_Scripted(_bright_regions), deidentifier=deidentifier
+    )
+    assert result.outcome is Outcome.QUARANTINED
+    assert result.reason is QuarantineReason.UNSUPPORTED_ENCODING
+    assert result.boxes  # the reviewer sees where the text is
+
+
 def test_encapsulated_documents_and_video_are_unsupported_objects(
     classifier: TextClassifier, deidentifier: Deidentifier
 ) -> None:
