@@ -3,7 +3,8 @@
 Two policies:
 
 ``all`` (the default)
-    Every text region is blacked out, whatever it says.
+    Every text region is blacked out, whatever it says, except lone marks: one glyph or one stroke
+    (:func:`is_lone_mark`), which identifies nobody under either policy.
 ``phi``
     Text that identifies nobody is kept: laterality and view markers, units, scanner parameters,
     scale labels and plain small numbers. A region is kept only when *every* word in it is such a
@@ -43,6 +44,7 @@ __all__ = [
     "Policy",
     "decide",
     "header_match",
+    "is_lone_mark",
     "redaction_boxes",
 ]
 
@@ -112,7 +114,8 @@ class Decision:
         Whether it is blacked out.
     reason : str
         Why, as a slug safe for logs: ``policy_all``, ``unreadable``, ``header_match``, ``date``,
-        ``time``, ``id_like``, ``name_like``, ``unknown_word`` or (kept) ``safe_text``.
+        ``time``, ``id_like``, ``name_like``, ``unknown_word`` or (kept) ``safe_text`` and
+        ``lone_mark`` (see :func:`is_lone_mark`).
     """
 
     region: TextRegion
@@ -220,10 +223,48 @@ def decide(
         One per region, in order.
     """
     policy = Policy(policy)
-    if policy is Policy.ALL:
-        return [Decision(region, True, "policy_all") for region in regions]
     term_list = [t for t in terms if len(_normalise(t)) >= 3]
-    return [_judge(region, term_list, min_confidence) for region in regions]
+    decisions = []
+    for region in regions:
+        if is_lone_mark(region):
+            decisions.append(Decision(region, False, "lone_mark"))
+        elif policy is Policy.ALL:
+            decisions.append(Decision(region, True, "policy_all"))
+        else:
+            decisions.append(_judge(region, term_list, min_confidence))
+    return decisions
+
+
+#: A box read as at most one character and no wider than this share of its height holds one
+#: glyph; a box narrower than the second share of its height, read as at most two characters,
+#: is a stroke. Either way it is a mark (a laterality letter, a focus circle, a caliper end, the
+#: edge of a black box on a busy picture), not text that can identify anyone: PHI takes more
+#: characters, and header values shorter than three characters are never matched.
+_ONE_GLYPH_WIDTH: Final = 1.2
+_SLIVER_WIDTH: Final = 0.4
+
+
+def is_lone_mark(region: TextRegion) -> bool:
+    """Tell whether a region is a lone mark (one glyph or a stroke), kept under every policy.
+
+    A line the recogniser cannot read still counts as text when it is wider than one glyph, and
+    rotated text reads as several characters, so neither is a lone mark.
+
+    Parameters
+    ----------
+    region : TextRegion
+        A region OCR found.
+
+    Returns
+    -------
+    bool
+        True for at most one character in a box one glyph wide, or at most two characters in a
+        sliver.
+    """
+    characters = sum(c.isalnum() for c in region.text)
+    if characters <= 1 and region.width <= _ONE_GLYPH_WIDTH * region.height:
+        return True
+    return characters <= 2 and region.width <= _SLIVER_WIDTH * region.height
 
 
 #: Words on one line closer than this many line heights merge into one box; the strip of

@@ -32,7 +32,7 @@ from pydicom.dataset import Dataset
 from scrubber.deid import Deidentifier, UnsupportedContentError
 from scrubber.deid.terms import capture_terms
 from scrubber.detect.classifier import TextClassifier, frame_digest
-from scrubber.detect.decide import Policy, decide, header_match, redaction_boxes
+from scrubber.detect.decide import Policy, decide, header_match, is_lone_mark, redaction_boxes
 from scrubber.detect.instance import score_instance
 from scrubber.detect.ocr import OcrEngine, TextRegion, read_text
 from scrubber.detect.routing import FrameRoute, expects_text, header_flags, route_frame
@@ -340,19 +340,6 @@ def _box_rows(boxes: list[Box]) -> list[tuple[int, int, int, int, int]]:
 _WHOLLY_INSIDE: Final = 0.9
 #: Extra redaction rounds for text that only the re-read found.
 _MAX_EXTRA_ROUNDS: Final = 2
-#: A re-read region that holds at most one glyph (read as one character at most, no wider than
-#: this share of its height), or a sliver far narrower than its height read as at most two
-#: characters, is a mark, not a legible remainder: black boxes on a busy picture (a scanned film)
-#: leave straight edges and strokes that the detector reads as "1", "l" or "[" in every round.
-_ONE_GLYPH_WIDTH: Final = 1.2
-_SLIVER_WIDTH: Final = 0.4
-
-
-def _lone_mark(region: TextRegion) -> bool:
-    characters = sum(c.isalnum() for c in region.text)
-    if characters <= 1 and region.width <= _ONE_GLYPH_WIDTH * region.height:
-        return True
-    return characters <= 2 and region.width <= _SLIVER_WIDTH * region.height
 
 
 def _inside_share(region: TextRegion, box: Box, index: int) -> float:
@@ -373,9 +360,8 @@ def _verify_text(
     Text the re-read finds (the remainder of a line a box did not cover, a line the first read
     missed, a header value) is blacked out in turn and the frames are read again, for at most
     :data:`_MAX_EXTRA_ROUNDS` extra rounds; text still found after them quarantines the instance.
-    Lone marks (one glyph, a stroke; see :func:`_lone_mark`) are not text anyone can read PHI
-    from (header values shorter than three characters are not matched anywhere) and are left
-    alone. Returns every box painted.
+    Lone marks (one glyph, a stroke; see :func:`~scrubber.detect.decide.is_lone_mark`) are left
+    alone, as in the first decision. Returns every box painted.
     """
     description = describe_pixels(ds)
     every_frame = description.frames > 1
@@ -390,7 +376,7 @@ def _verify_text(
                 inside = sum(_inside_share(region, box, index) for box in boxes)
                 if inside >= _WHOLLY_INSIDE:
                     continue
-                if _lone_mark(region):
+                if is_lone_mark(region):
                     continue
                 if (
                     policy is Policy.ALL

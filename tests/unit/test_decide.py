@@ -23,9 +23,37 @@ def _terms() -> list[str]:
 
 
 def test_policy_all_blacks_out_everything_even_safe_markers() -> None:
-    regions = [_region("L"), _region("5 cm"), _region("DOE JOHN")]
+    unreadable_line = TextRegion(10, 10, 90, 12, "L", 0.3)  # one character read in a wide box
+    regions = [_region("RT"), _region("5 cm"), _region("DOE JOHN"), unreadable_line]
     decisions = decide(regions, "all")
     assert all(d.redact and d.reason == "policy_all" for d in decisions)
+
+
+@pytest.mark.parametrize("policy", [Policy.ALL, Policy.PHI])
+@pytest.mark.parametrize(
+    "region",
+    [
+        TextRegion(10, 10, 9, 12, "L", 0.99),  # a laterality letter
+        TextRegion(10, 10, 30, 32, "o", 0.76),  # a focus circle
+        TextRegion(10, 10, 8, 10, "", 0.9),  # a glyph-sized blob nobody can read
+        TextRegion(10, 10, 5, 40, "11", 0.8),  # the edge of a black box on a busy picture
+    ],
+)
+def test_lone_marks_identify_nobody_under_either_policy(policy: Policy, region: TextRegion) -> None:
+    decision = decide([region], policy, terms=_terms())[0]
+    assert not decision.redact and decision.reason == "lone_mark"
+
+
+@pytest.mark.parametrize(
+    "region",
+    [
+        TextRegion(10, 10, 20, 12, "95", 0.9),  # two characters side by side
+        TextRegion(10, 10, 12, 60, "DOE", 0.9),  # rotated text: tall, narrow, several characters
+        TextRegion(10, 10, 40, 12, "7", 0.9),  # one character read in a box for several
+    ],
+)
+def test_more_than_one_glyph_is_not_a_lone_mark(region: TextRegion) -> None:
+    assert decide([region], Policy.ALL)[0].redact
 
 
 @pytest.mark.parametrize(
@@ -63,7 +91,7 @@ def test_identifying_patterns_are_redacted_without_header_help(text: str, reason
 
 @pytest.mark.parametrize(
     "text",
-    ["L", "RT", "AP", "SAG", "5 cm", "3.5MHz", "Gain 60%", "WL 40 WW 400", "TIS 0.4", "x1.5"],
+    ["RT", "AP", "SAG", "5 cm", "3.5MHz", "Gain 60%", "WL 40 WW 400", "TIS 0.4", "x1.5"],
 )
 def test_text_that_identifies_nobody_is_kept_under_policy_phi(text: str) -> None:
     decision = decide([_region(text)], Policy.PHI, terms=_terms())[0]
@@ -71,8 +99,8 @@ def test_text_that_identifies_nobody_is_kept_under_policy_phi(text: str) -> None
 
 
 def test_unsure_reads_are_redacted() -> None:
-    low = decide([_region("L", confidence=0.4)], Policy.PHI)[0]
-    empty = decide([_region("", confidence=0.99)], Policy.PHI)[0]
+    low = decide([_region("RT", confidence=0.4)], Policy.PHI)[0]
+    empty = decide([TextRegion(10, 10, 60, 12, "", 0.99)], Policy.PHI)[0]
     assert low.redact and low.reason == "unreadable"
     assert empty.redact and empty.reason == "unreadable"
 

@@ -220,8 +220,12 @@ def test_lone_marks_on_the_re_read_are_not_residual_text(
         assert reads["n"] == 3 and covered
 
 
-def test_policy_phi_keeps_a_laterality_marker(
-    classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("policy", ["all", "phi"])
+def test_a_laterality_marker_is_kept_under_either_policy(
+    classifier: TextClassifier,
+    deidentifier: Deidentifier,
+    monkeypatch: pytest.MonkeyPatch,
+    policy: str,
 ) -> None:
     ds = _image_with_label()
     before = bytes(ds.PixelData)
@@ -232,9 +236,9 @@ def test_policy_phi_keeps_a_laterality_marker(
         classifier=classifier,
         engine=marker,
         deidentifier=deidentifier,
-        config=ScrubConfig(policy="phi"),  # type: ignore[arg-type]
+        config=ScrubConfig(policy=policy),  # type: ignore[arg-type]
     )
-    assert result.outcome is Outcome.CLEAN and result.decisions == {"safe_text": 1}
+    assert result.outcome is Outcome.CLEAN and result.decisions == {"lone_mark": 1}
     assert bytes(ds.PixelData) == before
 
 
