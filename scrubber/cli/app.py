@@ -832,3 +832,9 @@ def version() -> None:
 def main() -> None:
     """Run the command line."""
     app()
+
+
+# `scrubber review` lives in its own module, which reuses this one's options (hence at the end)
+from scrubber.cli.review import review_app  # noqa: E402
+
+app.add_typer(review_app, name="review")

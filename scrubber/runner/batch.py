@@ -61,8 +61,9 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 Layout = Literal["mirror", "uids"]
-#: Outcomes a row can end with; ``skipped`` is a file that is not DICOM by content.
-OUTCOMES: Final = ("clean", "scrubbed", "quarantined", "skipped")
+#: Outcomes a row can end with; ``skipped`` is a file that is not DICOM by content, ``rejected``
+#: a held input a reviewer rejected.
+OUTCOMES: Final = ("clean", "scrubbed", "quarantined", "skipped", "rejected")
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ class LedgerRow:
     input : str
         The input's path relative to the run's input root (a file input: its name).
     outcome : str
-        ``clean``, ``scrubbed``, ``quarantined`` or ``skipped``.
+        ``clean``, ``scrubbed``, ``quarantined``, ``skipped`` or (after review) ``rejected``.
     reasons : list of str
         Quarantine or skip reasons (empty for released inputs).
     output : str or None
@@ -123,7 +123,7 @@ class Ledger:
         configuration.
     """
 
-    def __init__(self, path: Path, fingerprint: Mapping[str, str]) -> None:
+    def __init__(self, path: Path, fingerprint: Mapping[str, str] | None) -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,7 +144,15 @@ class Ledger:
                 f"The ledger {self.path} cannot be opened as a scrubber ledger ({exc}); give "
                 "another --ledger path or remove the file."
             ) from None
-        self._check_meta(dict(fingerprint))
+        if fingerprint is not None:
+            self._check_meta(dict(fingerprint))
+
+    @property
+    def fingerprint(self) -> dict[str, str]:
+        """Return the settings the ledger was started with."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
+        loaded: dict[str, str] = json.loads(row[0]) if row else {}
+        return loaded
 
     def _check_meta(self, fingerprint: dict[str, str]) -> None:
         stored = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -235,6 +243,34 @@ class Ledger:
                 row.input,
             ),
         )
+
+    def review(self, name: str, outcome: str, reasons: list[str], paths: list[str]) -> bool:
+        """Record a reviewer's decision on a held input; return whether the ledger knew it.
+
+        Parameters
+        ----------
+        name : str
+            The input, as the ledger names it.
+        outcome : str
+            ``clean`` or ``scrubbed`` (released) or ``rejected``.
+        reasons : list of str
+            Reason slugs (the quarantine reason and the decision).
+        paths : list of str
+            The files the input now has (the output; none when rejected).
+        """
+        cursor = self._db.execute(
+            "UPDATE inputs SET outcome = ?, reasons = ?, output = ?, paths = ?, updated = ? "
+            "WHERE input = ? AND state = 'done'",
+            (
+                outcome,
+                json.dumps(reasons),
+                paths[0] if paths else None,
+                json.dumps(paths),
+                time.time(),
+                name,
+            ),
+        )
+        return cursor.rowcount > 0
 
     def forget(self, name: str) -> None:
         """Drop an input that no longer exists in the input tree."""

@@ -32,6 +32,8 @@ __all__ = [
     "commit_staged",
     "discard_staged",
     "make_private_dirs",
+    "preview_png",
+    "render_preview",
     "stage_bytes",
     "stage_copy",
     "stage_quarantine",
@@ -211,6 +213,35 @@ def preview_png(
     The frame is the first one a box applies to, else the highest-scoring one. Returns ``None``
     when the file's pixels cannot be read (the note says why it was quarantined).
     """
+    framed = [b[0] for b in boxes if b[0] >= 0]
+    if framed:
+        index = min(framed)
+    elif scores:
+        index = int(np.argmax(scores))
+    else:
+        index = 0
+    return render_preview(source, boxes, index)
+
+
+def render_preview(
+    source: Path, boxes: list[tuple[int, int, int, int, int]], frame: int
+) -> bytes | None:
+    """Render one frame of a file with boxes outlined in red, as PNG at most 1024 px a side.
+
+    Parameters
+    ----------
+    source : Path
+        A DICOM file.
+    boxes : list of tuple
+        ``(frame, x, y, width, height)``; ``frame`` -1 applies to every frame.
+    frame : int
+        The frame to render (clamped to the last one).
+
+    Returns
+    -------
+    bytes or None
+        The PNG, or ``None`` when the pixels cannot be read.
+    """
     import cv2
 
     from scrubber.dicom_io import read_instance
@@ -220,15 +251,8 @@ def preview_png(
     try:
         ds = read_instance(source)
         description = describe_pixels(ds)
-        framed = [b[0] for b in boxes if b[0] >= 0]
-        if framed:
-            index = min(framed)
-        elif scores:
-            index = int(np.argmax(scores))
-        else:
-            index = 0
-        frame = next(iter_frames(ds, indices=[min(index, description.frames - 1)]))
-        view = render_frame(frame, ds, description)
+        index = max(0, min(frame, description.frames - 1))
+        view = render_frame(next(iter_frames(ds, indices=[index])), ds, description)
     except Exception:  # any failure to decode just means no preview
         return None
     rgb = np.ascontiguousarray(view if view.ndim == 3 else np.stack([view] * 3, axis=-1))
