@@ -834,7 +834,10 @@ def main() -> None:
     app()
 
 
-# `scrubber review` lives in its own module, which reuses this one's options (hence at the end)
+# `scrubber review` and `scrubber serve` live in their own modules, which reuse this one's
+# options (hence at the end)
 from scrubber.cli.review import review_app  # noqa: E402
+from scrubber.cli.serve import serve  # noqa: E402
 
 app.add_typer(review_app, name="review")
+app.command("serve")(serve)

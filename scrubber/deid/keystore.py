@@ -115,7 +115,11 @@ class KeyStore:
         self._pending: list[tuple[str, str, str]] = []
         try:
             self._create_file()
-            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            # one connection, usable from the thread that calls next (a server's worker threads
+            # take turns through a lock of their own; the store itself is not thread-safe)
+            self._db = sqlite3.connect(
+                self.path, timeout=60, isolation_level=None, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)

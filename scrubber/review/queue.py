@@ -167,6 +167,10 @@ class ReviewQueue:
         except (OSError, ValueError, TypeError, IndexError):
             return None  # a note that is not ours, or half written: not a queue item
 
+    def id_of(self, path: Path) -> str:
+        """Return the id of the item whose held original is ``path``."""
+        return _item_id(Path(path).relative_to(self.root).as_posix())
+
     def get(self, item_id: str) -> QueueItem:
         """Return one item.
 
