@@ -1,0 +1,162 @@
+"""The review page in headless Chromium: sign in, open a held instance, draw a box, release;
+reject another; both decisions in the audit table. Screenshots go to test-artifacts/review-page/.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them) and Selenium (the
+dev extra); Selenium is pointed at the system driver, so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from scrubber.deid import DeidConfig
+from scrubber.dicom_io.pixels import iter_frames
+from scrubber.pipeline import InstanceResult, Outcome, QuarantineReason
+from scrubber.runner.quarantine import commit_staged, stage_quarantine
+from tests.burned_in import ultrasound_with_banner
+from tests.conftest import in_ci
+
+pytest.importorskip("fastapi")
+webdriver = pytest.importorskip("selenium.webdriver")
+import uvicorn  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from scrubber.server import ServerSettings, TokenBook, create_app  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+REVIEW = "reviewer-token-for-the-browser-test"
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "review-page"
+
+
+def _browser_paths() -> tuple[str, str]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if chromium and driver:
+        return chromium, driver
+    message = "chromium and chromium-driver (Debian) are not installed; .ci/run installs them."
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _hold(quarantine: Path, name: str) -> None:
+    source = quarantine.parent / "originals" / name
+    source.parent.mkdir(parents=True, exist_ok=True)
+    ultrasound_with_banner("MILLER ROSE", "8812345").save_as(source, enforce_file_format=True)
+    result = InstanceResult(
+        outcome=Outcome.QUARANTINED,
+        reason=QuarantineReason.UNCERTAIN_SCORE,
+        message="The classifier is sure of text that OCR did not find.",
+        frames=1,
+        scores=[0.97],
+        boxes=[(-1, 4, 6, 170, 26)],  # the name only: the reviewer must add the ID
+    )
+    commit_staged(stage_quarantine(source, quarantine, Path("ward") / name, result))
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, ServerSettings]]:
+    settings = ServerSettings(
+        out=tmp_path / "out",
+        quarantine=tmp_path / "out.quarantine",
+        spool=tmp_path / "spool",
+        deid=DeidConfig(project="PAGE"),
+        secret=b"page-test-secret-0123456789abcdef",
+        key_path=tmp_path / "key.sqlite",
+        tokens=TokenBook.parse(f"reviewer:{REVIEW}"),
+    )
+    _hold(settings.quarantine, "a.dcm")
+    _hold(settings.quarantine, "b.dcm")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    import urllib.request
+
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/readyz", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "the server did not become ready"
+        time.sleep(0.2)
+    yield base, settings
+    uv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    chromium, driver_path = _browser_paths()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(driver_path), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_a_reviewer_draws_a_box_releases_and_rejects(
+    server: tuple[str, ServerSettings], browser: object
+) -> None:
+    base, settings = server
+    driver = browser
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    wait = WebDriverWait(driver, 60)  # type: ignore[arg-type]
+    driver.get(base + "/review")  # type: ignore[attr-defined]
+    wait.until(ec.presence_of_element_located((By.ID, "token"))).send_keys(REVIEW)
+    driver.save_screenshot(str(SHOTS / "1-sign-in.png"))  # type: ignore[attr-defined]
+    driver.find_element(By.ID, "sign-in").click()  # type: ignore[attr-defined]
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#items li")) == 2)
+    canvas = wait.until(ec.visibility_of_element_located((By.ID, "view")))
+    wait.until(lambda d: d.execute_script("return document.getElementById('view').width") > 100)
+    time.sleep(0.5)  # the frame image draws onto the canvas
+    driver.save_screenshot(str(SHOTS / "2-held-instance.png"))  # type: ignore[attr-defined]
+    # draw a box over the patient ID (frame pixels 474..584 x 6..32; the preview is 1:1)
+    width = driver.execute_script("return arguments[0].width", canvas)  # type: ignore[attr-defined]
+    assert width == 640
+    left, top = -canvas.size["width"] / 2, -canvas.size["height"] / 2
+    ActionChains(driver).move_to_element_with_offset(
+        canvas, int(left + 472), int(top + 4)
+    ).click_and_hold().move_by_offset(114, 30).release().perform()  # type: ignore[arg-type]
+    driver.save_screenshot(str(SHOTS / "3-box-drawn.png"))  # type: ignore[attr-defined]
+    first_id = driver.find_elements(By.CSS_SELECTOR, "#items li")[0].get_attribute("data-id")  # type: ignore[attr-defined]
+    driver.find_element(By.ID, "release").click()  # type: ignore[attr-defined]
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#items li")) == 1)
+    driver.save_screenshot(str(SHOTS / "4-after-release.png"))  # type: ignore[attr-defined]
+    released = settings.out / "reviewed" / "ward" / "a.dcm"
+    ds = pydicom.dcmread(released)
+    frame = next(iter_frames(ds))
+    assert not frame[6:32, 4:174].any() and not frame[8:30, 476:584].any()
+    assert ds.BurnedInAnnotation == "NO" and "MILLER" not in str(ds.PatientName)
+    driver.find_element(By.TAG_NAME, "body").send_keys("x")  # type: ignore[attr-defined]
+    wait.until(lambda d: d.find_element(By.ID, "empty").is_displayed())
+    driver.save_screenshot(str(SHOTS / "5-queue-empty.png"))  # type: ignore[attr-defined]
+    from scrubber.review import ReviewQueue
+
+    audit = ReviewQueue(settings.quarantine).audit()
+    assert (audit[0]["item"], audit[0]["action"]) == (first_id, "release")
+    assert [a["action"] for a in audit] == ["release", "reject"]
+    assert all(a["reviewer"].startswith("session-") for a in audit)
