@@ -29,6 +29,7 @@ webdriver = pytest.importorskip("selenium.webdriver")
 import uvicorn  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -105,7 +106,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, ServerSettings]]:
 
 
 @pytest.fixture
-def browser() -> Iterator[object]:
+def browser() -> Iterator[WebDriver]:
     chromium, driver_path = _browser_paths()
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
@@ -119,41 +120,41 @@ def browser() -> Iterator[object]:
 
 
 def test_a_reviewer_draws_a_box_releases_and_rejects(
-    server: tuple[str, ServerSettings], browser: object
+    server: tuple[str, ServerSettings], browser: WebDriver
 ) -> None:
     base, settings = server
     driver = browser
     SHOTS.mkdir(parents=True, exist_ok=True)
-    wait = WebDriverWait(driver, 60)  # type: ignore[arg-type]
-    driver.get(base + "/review")  # type: ignore[attr-defined]
+    wait: WebDriverWait[WebDriver] = WebDriverWait(driver, 60)
+    driver.get(base + "/review")
     wait.until(ec.presence_of_element_located((By.ID, "token"))).send_keys(REVIEW)
-    driver.save_screenshot(str(SHOTS / "1-sign-in.png"))  # type: ignore[attr-defined]
-    driver.find_element(By.ID, "sign-in").click()  # type: ignore[attr-defined]
+    driver.save_screenshot(str(SHOTS / "1-sign-in.png"))
+    driver.find_element(By.ID, "sign-in").click()
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#items li")) == 2)
     canvas = wait.until(ec.visibility_of_element_located((By.ID, "view")))
     wait.until(lambda d: d.execute_script("return document.getElementById('view').width") > 100)
     time.sleep(0.5)  # the frame image draws onto the canvas
-    driver.save_screenshot(str(SHOTS / "2-held-instance.png"))  # type: ignore[attr-defined]
+    driver.save_screenshot(str(SHOTS / "2-held-instance.png"))
     # draw a box over the patient ID (frame pixels 474..584 x 6..32; the preview is 1:1)
-    width = driver.execute_script("return arguments[0].width", canvas)  # type: ignore[attr-defined]
+    width = driver.execute_script("return arguments[0].width", canvas)
     assert width == 640
     left, top = -canvas.size["width"] / 2, -canvas.size["height"] / 2
     ActionChains(driver).move_to_element_with_offset(
         canvas, int(left + 472), int(top + 4)
-    ).click_and_hold().move_by_offset(114, 30).release().perform()  # type: ignore[arg-type]
-    driver.save_screenshot(str(SHOTS / "3-box-drawn.png"))  # type: ignore[attr-defined]
-    first_id = driver.find_elements(By.CSS_SELECTOR, "#items li")[0].get_attribute("data-id")  # type: ignore[attr-defined]
-    driver.find_element(By.ID, "release").click()  # type: ignore[attr-defined]
+    ).click_and_hold().move_by_offset(114, 30).release().perform()
+    driver.save_screenshot(str(SHOTS / "3-box-drawn.png"))
+    first_id = driver.find_elements(By.CSS_SELECTOR, "#items li")[0].get_attribute("data-id")
+    driver.find_element(By.ID, "release").click()
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#items li")) == 1)
-    driver.save_screenshot(str(SHOTS / "4-after-release.png"))  # type: ignore[attr-defined]
+    driver.save_screenshot(str(SHOTS / "4-after-release.png"))
     released = settings.out / "reviewed" / "ward" / "a.dcm"
     ds = pydicom.dcmread(released)
     frame = next(iter_frames(ds))
     assert not frame[6:32, 4:174].any() and not frame[8:30, 476:584].any()
     assert ds.BurnedInAnnotation == "NO" and "MILLER" not in str(ds.PatientName)
-    driver.find_element(By.TAG_NAME, "body").send_keys("x")  # type: ignore[attr-defined]
+    driver.find_element(By.TAG_NAME, "body").send_keys("x")
     wait.until(lambda d: d.find_element(By.ID, "empty").is_displayed())
-    driver.save_screenshot(str(SHOTS / "5-queue-empty.png"))  # type: ignore[attr-defined]
+    driver.save_screenshot(str(SHOTS / "5-queue-empty.png"))
     from scrubber.review import ReviewQueue
 
     audit = ReviewQueue(settings.quarantine).audit()

@@ -225,3 +225,18 @@ def test_uid_of_answer_differs_from_the_upload(client: TestClient) -> None:
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     out = pydicom.dcmread(io.BytesIO(_post(client, _bytes(ds)).content))
     assert out.SOPInstanceUID != ds.SOPInstanceUID
+
+
+def test_under_load_nothing_is_lost(tmp_path: Path) -> None:
+    """8 clients, a queue of 4: some uploads are told to retry, every one is answered in the end
+    (``benchmarks/load_server.py`` runs the same with 500 uploads and reports latencies)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "load_server.py"
+    spec = importlib.util.spec_from_file_location("load_server", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    figures = module.run(requests=48, clients=8, workers=2, queue_size=4)
+    assert figures["answered"] == 48 and figures["statuses"] == {200: 48}
+    assert figures["retries"] > 0  # the bound was reached and answered politely
