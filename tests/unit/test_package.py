@@ -52,3 +52,19 @@ def test_library_configures_no_logging_handlers() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "0 ['NullHandler']"
+
+
+def test_the_images_run_unprivileged_check_the_model_and_keep_telemetry_off() -> None:
+    """The Dockerfile cannot be built here (no daemon); its promises are checked as text."""
+    text = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text(encoding="utf-8")
+    stages = text.split("\nFROM ")[1:]
+    names = [stage.split("\n", 1)[0].split(" AS ")[-1].strip() for stage in stages]
+    assert names == ["cli", "server-gpu"]
+    for stage in stages:
+        assert "\nUSER scrubber" in stage  # never root at run time
+        assert "COPY models ./models" in stage and "load_classifier(" in stage  # sha256 at build
+        assert "ORT_DISABLE_TELEMETRY=1" in stage
+    server = stages[1]
+    assert server.startswith("nvidia/cuda:") and "onnxruntime-gpu" in server
+    assert "HEALTHCHECK" in server and "/readyz" in server
+    assert "pip uninstall -y onnxruntime" in server  # one ONNX Runtime build only
