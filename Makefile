@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { echo "error: scrubber needs Python 3.11 or newer; install it or run make PYTHON=/path/to/python3.11"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,server]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,server,node]'
 	touch $(STAMP)
 
 ## setup: create .venv and install scrubber with its development tools
@@ -25,7 +25,7 @@ setup: $(STAMP)
 
 $(TRAIN_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet $(TORCH_PIN)
-	$(BIN)/python -m pip install --quiet -e '.[dev,server,train,easyocr,ray]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,server,node,train,easyocr,ray]'
 	touch $(TRAIN_STAMP)
 
 ## train-setup: add torch, the training extras, the EasyOCR engine and Ray to .venv (to retrain; CI)

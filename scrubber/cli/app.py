@@ -834,10 +834,12 @@ def main() -> None:
     app()
 
 
-# `scrubber review` and `scrubber serve` live in their own modules, which reuse this one's
+# `scrubber review`, `serve` and `node` live in their own modules, which reuse this one's
 # options (hence at the end)
+from scrubber.cli.node import node  # noqa: E402
 from scrubber.cli.review import review_app  # noqa: E402
 from scrubber.cli.serve import serve  # noqa: E402
 
 app.add_typer(review_app, name="review")
 app.command("serve")(serve)
+app.command("node")(node)
