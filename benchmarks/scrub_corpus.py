@@ -50,6 +50,7 @@ from tests.legibility import leaked_tokens, presidio_coverage  # noqa: E402
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus"
 SECRET = b"scrub-corpus-evaluation-secret-0123456789"
 PRESIDIO = "presidio/0_ORIGINAL_compressed.dcm"
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _PRESIDIO_KEYS = ("presidio_boxes", "presidio_boxes_95", "presidio_min_share")
 
 
@@ -87,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             row.update(outcome="quarantined", reason="unreadable", error=exc.reason)
             rows.append(row)
             continue
-        before = bytes(ds.PixelData) if ds.get("PixelData") is not None else None
+        keyword = next((k for k in _PIXEL_KEYWORDS if ds.get(k) is not None), None)
+        before = bytes(ds[keyword].value) if keyword else None
         result: InstanceResult = scrub_instance(
             ds, classifier=classifier, engine=engine, deidentifier=deidentifier
         )
@@ -105,7 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         ocr_frames += result.ocr_frames
         if result.outcome is not Outcome.QUARANTINED and result.dataset is not None:
             out = result.dataset
-            row["pixels_identical"] = before is not None and bytes(out.PixelData) == before
+            row["pixels_identical"] = (
+                before is not None
+                and keyword is not None
+                and out.get(keyword) is not None
+                and bytes(out[keyword].value) == before
+            )
             tokens = list(label.get("phi_tokens") or [])
             if label["burned_in"] == "phi" and tokens:
                 row["tokens"] = len(tokens)
