@@ -233,3 +233,29 @@ def test_a_destination_that_goes_away_and_a_node_restart_lose_nothing(
         assert not list(restarted.outgoing.rglob("*.dcm"))
     finally:
         receiver.stop()
+
+
+def test_verification_answers_c_echo(node_factory: Callable[[int], ScrubNode]) -> None:
+    echoscu = require_tool("echoscu")
+    node = node_factory(_port())
+    result = subprocess.run(
+        [echoscu, "-aet", "PACS", "-aec", "SCRUBBER", "127.0.0.1", str(node.settings.port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_logs_carry_no_header_values(
+    tmp_path: Path, node_factory: Callable[[int], ScrubNode], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="scrubber")
+    node = node_factory(_port())  # the destination is down: failures are logged
+    sent = _instances(tmp_path / "send", 1)
+    assert _send(sent, node.settings.port).returncode == 0
+    _wait(lambda: node.counts["failed_sends"] > 0 and node.counts["held"] == 1)
+    names = {str(pydicom.dcmread(p).PatientName) for p in sent} | {"MILLER", "8812345"}
+    text = caplog.text
+    assert "held an instance" in text and not any(n and n in text for n in names)
