@@ -78,7 +78,12 @@ def write_ct_series(folder: Path, slices: int, size: int, seed: int = 7) -> int:
 
 
 def _frames(ds: pydicom.Dataset) -> int:
-    return int(ds.get("NumberOfFrames", 1) or 1) if "PixelData" in ds else 0
+    if "PixelData" not in ds:
+        return 0
+    try:
+        return max(1, int(ds.get("NumberOfFrames", 1) or 1))
+    except (TypeError, ValueError):  # a malformed Number of Frames counts as one
+        return 1
 
 
 def plain_read_write(files: list[Path], scratch: Path) -> tuple[float, int, int]:
@@ -159,17 +164,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="scrubber run --workers (default: cores)")
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--no-corpus", action="store_true")
+    parser.add_argument("--no-series", action="store_true", help="the corpus only")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
         scratch = Path(tmp)
-        series = scratch / "ct-series"
-        start = time.perf_counter()
-        write_ct_series(series, args.slices, args.size)
-        print(f"generated {args.slices} CT slices in {time.perf_counter() - start:.1f} s")
-        rows.append(measure("ct-series", series, scratch, args.workers))
-        shutil.rmtree(series)
+        if not args.no_series:
+            series = scratch / "ct-series"
+            start = time.perf_counter()
+            write_ct_series(series, args.slices, args.size)
+            print(f"generated {args.slices} CT slices in {time.perf_counter() - start:.1f} s")
+            rows.append(measure("ct-series", series, scratch, args.workers))
+            shutil.rmtree(series)
         if not args.no_corpus and args.corpus.is_dir():
             rows.append(measure("corpus", args.corpus, scratch, args.workers))
     machine = {
