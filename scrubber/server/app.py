@@ -118,6 +118,7 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
     sessions: dict[str, tuple[set[Role], str, float]] = field(default_factory=dict)
     jobs: dict[str, _Job] = field(default_factory=dict)
+    job_lock: threading.Lock = field(default_factory=threading.Lock)
     queue: ReviewQueue | None = None
 
 
@@ -325,11 +326,16 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _run_job(state: _State, job: _Job, source: Path) -> None:
+    settings = state.settings
+    with state.job_lock:  # one batch job at a time: the in-process runner holds one worker state
+        job.state = "running"
+        _run_job_locked(state, job, source, settings)
+
+
+def _run_job_locked(state: _State, job: _Job, source: Path, settings: ServerSettings) -> None:
     from scrubber.detect.classifier import Manifest, default_model_dir
     from scrubber.runner.batch import BatchRun, RunSettings, versions
 
-    settings = state.settings
-    job.state = "running"
     try:
         name = source.name or "input"
         run = RunSettings(
@@ -345,7 +351,7 @@ def _run_job(state: _State, job: _Job, source: Path) -> None:
             device=settings.device,
         )
         manifest = Manifest.read(settings.model_dir or default_model_dir())
-        ledger = settings.out / f"{name}.ledger.sqlite"
+        ledger = settings.spool / "ledgers" / f"{name}.sqlite"  # paths stay out of OUT
         with BatchRun(run, ledger, versions(manifest, run), 1) as batch:
             batch.recover()
             tasks, _done = batch.plan()
