@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 from pydicom.dataset import Dataset
@@ -32,3 +34,37 @@ def ultrasound_with_banner(name: str, patient_id: str) -> Dataset:
     ds.PatientName = name.replace(" ", "^")
     ds.PatientID = patient_id
     return ds
+
+
+#: Boxes over the banner of :func:`ultrasound_with_banner`: ``(frame, x, y, width, height)``.
+NAME_BOX = (-1, 4, 6, 170, 26)  # "MILLER ROSE" drawn at (10, 24)
+ID_BOX = (-1, 474, 6, 110, 26)  # "8812345" drawn at (480, 24)
+
+
+def hold_banner(
+    quarantine: Path,
+    relative: Path,
+    boxes: list[tuple[int, int, int, int, int]],
+    name: str = "MILLER ROSE",
+    patient_id: str = "8812345",
+) -> Path:
+    """Put a banner instance into a quarantine the way a run holds one (``uncertain_score``).
+
+    The original is written beside the quarantine; returns its path.
+    """
+    from scrubber.pipeline import InstanceResult, Outcome, QuarantineReason
+    from scrubber.runner.quarantine import commit_staged, stage_quarantine
+
+    source = quarantine.parent / "held-originals" / relative
+    source.parent.mkdir(parents=True, exist_ok=True)
+    ultrasound_with_banner(name, patient_id).save_as(source, enforce_file_format=True)
+    result = InstanceResult(
+        outcome=Outcome.QUARANTINED,
+        reason=QuarantineReason.UNCERTAIN_SCORE,
+        message="The classifier is sure of text that OCR did not find.",
+        frames=1,
+        scores=[0.97],
+        boxes=boxes,
+    )
+    commit_staged(stage_quarantine(source, quarantine, relative, result))
+    return source

@@ -38,7 +38,7 @@ from scrubber.detect.classifier import Manifest
 from scrubber.dicom_io import looks_like_dicom, read_instance, stage_instance
 from scrubber.errors import ConfigError, OutputError, ScrubberError
 from scrubber.pipeline import InstanceResult, Outcome, QuarantineReason, ScrubConfig, scrub_instance
-from scrubber.runner.deid_job import iter_files
+from scrubber.runner.deid_job import _inside, iter_files
 from scrubber.runner.ledger import Ledger, LedgerRow
 from scrubber.runner.quarantine import (
     commit_staged,
@@ -632,14 +632,6 @@ class BatchRun:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         return count
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
 
 
 def _check_paths(settings: RunSettings, ledger: Path) -> None:

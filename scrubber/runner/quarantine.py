@@ -18,9 +18,9 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 import numpy as np
 
@@ -70,6 +70,23 @@ def _staging(final: Path) -> tuple[int, Path]:
     return fd, Path(name)
 
 
+def _stage(final: Path, write: Callable[[BinaryIO], object], what: str) -> Path:
+    fd, tmp = _staging(final)
+    try:
+        with os.fdopen(fd, "wb") as fp:
+            write(fp)
+            fp.flush()
+            os.fdatasync(fp.fileno())
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OutputError(
+            f"Cannot {what} {final.parent} ({exc.strerror or type(exc).__name__}); check free "
+            "space and permissions."
+        ) from None
+    return tmp
+
+
 def stage_bytes(final: Path, data: bytes) -> Path:
     """Write ``data`` to a flushed hidden temporary beside ``final``; return its path.
 
@@ -78,20 +95,7 @@ def stage_bytes(final: Path, data: bytes) -> Path:
     OutputError
         If the file cannot be written (nothing is left behind then).
     """
-    fd, tmp = _staging(final)
-    try:
-        with os.fdopen(fd, "wb") as fp:
-            fp.write(data)
-            fp.flush()
-            os.fdatasync(fp.fileno())
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise OutputError(
-            f"Cannot write into {final.parent} ({exc.strerror or type(exc).__name__}); check "
-            "free space and permissions."
-        ) from None
-    return tmp
+    return _stage(final, lambda fp: fp.write(data), "write into")
 
 
 def stage_copy(source: Path, final: Path) -> Path:
@@ -102,20 +106,12 @@ def stage_copy(source: Path, final: Path) -> Path:
     OutputError
         If the copy fails (nothing is left behind then).
     """
-    fd, tmp = _staging(final)
-    try:
-        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+
+    def copy(out: BinaryIO) -> None:
+        with source.open("rb") as src:
             shutil.copyfileobj(src, out, 1 << 20)
-            out.flush()
-            os.fdatasync(out.fileno())
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise OutputError(
-            f"Cannot copy the input into {final.parent} ({exc.strerror or type(exc).__name__}); "
-            "check free space and permissions."
-        ) from None
-    return tmp
+
+    return _stage(final, copy, "copy the input into")
 
 
 def commit_staged(staged: list[tuple[Path, Path]]) -> None:

@@ -12,34 +12,16 @@ from typer.testing import CliRunner
 
 from scrubber.cli.app import app
 from scrubber.dicom_io.pixels import iter_frames
-from scrubber.pipeline import InstanceResult, Outcome, QuarantineReason
 from scrubber.review import ReviewQueue
-from scrubber.runner.quarantine import commit_staged, stage_quarantine
-from tests.burned_in import ultrasound_with_banner
+from tests.burned_in import ID_BOX, NAME_BOX, hold_banner, ultrasound_with_banner
 
 runner = CliRunner()
 
 pytestmark = pytest.mark.slow
 
-NAME_BOX = (-1, 4, 6, 170, 26)  # frame, x, y, w, h over "MILLER ROSE" at (10, 24)
-ID_BOX = (-1, 474, 6, 110, 26)  # over "8812345" at (480, 24)
-
 
 def _hold(quarantine: Path, name: str, boxes: list[tuple[int, int, int, int, int]]) -> Path:
-    """Put a banner instance in the quarantine as a run would (reason uncertain_score)."""
-    source = quarantine.parent / "held-originals" / name
-    source.parent.mkdir(parents=True, exist_ok=True)
-    ultrasound_with_banner("MILLER ROSE", "8812345").save_as(source, enforce_file_format=True)
-    result = InstanceResult(
-        outcome=Outcome.QUARANTINED,
-        reason=QuarantineReason.UNCERTAIN_SCORE,
-        message="The classifier is sure of text that OCR did not find.",
-        frames=1,
-        scores=[0.97],
-        boxes=boxes,
-    )
-    commit_staged(stage_quarantine(source, quarantine, Path("site") / name, result))
-    return source
+    return hold_banner(quarantine, Path("site") / name, boxes)
 
 
 def _env(tmp_path: Path) -> dict[str, str]:

@@ -19,11 +19,9 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from scrubber.deid import DeidConfig, Deidentifier, KeyStore, resolve_secret
-from scrubber.pipeline import InstanceResult, Outcome, QuarantineReason
 from scrubber.review import ReviewQueue
-from scrubber.runner.quarantine import commit_staged, stage_quarantine
 from scrubber.samples import build_instance, sample_patients
-from tests.burned_in import ultrasound_with_banner
+from tests.burned_in import hold_banner, ultrasound_with_banner
 from tests.conftest import require_tool
 
 pytest.importorskip("pynetdicom")
@@ -171,13 +169,7 @@ def test_instances_arrive_scrubbed_and_held_ones_after_release(
         assert node.counts["held"] == 1
 
         # a reviewer releases an instance held at the node: it is forwarded too
-        source = tmp_path / "held" / "us.dcm"
-        source.parent.mkdir()
-        ultrasound_with_banner("DOE JANE", "5550001").save_as(source, enforce_file_format=True)
-        hold = InstanceResult(
-            Outcome.QUARANTINED, QuarantineReason.UNCERTAIN_SCORE, frames=1, scores=[0.97]
-        )
-        commit_staged(stage_quarantine(source, queue.root, Path("node/NODE/held-us.dcm"), hold))
+        hold_banner(queue.root, Path("node/NODE/held-us.dcm"), [], "DOE JANE", "5550001")
         item = next(i for i in queue.items() if i.reason == "uncertain_score")
         from scrubber.detect.ocr import load_engine
 

@@ -19,9 +19,7 @@ import pytest
 
 from scrubber.deid import DeidConfig
 from scrubber.dicom_io.pixels import iter_frames
-from scrubber.pipeline import InstanceResult, Outcome, QuarantineReason
-from scrubber.runner.quarantine import commit_staged, stage_quarantine
-from tests.burned_in import ultrasound_with_banner
+from tests.burned_in import NAME_BOX, hold_banner
 from tests.conftest import in_ci
 
 pytest.importorskip("fastapi")
@@ -53,18 +51,7 @@ def _browser_paths() -> tuple[str, str]:
 
 
 def _hold(quarantine: Path, name: str) -> None:
-    source = quarantine.parent / "originals" / name
-    source.parent.mkdir(parents=True, exist_ok=True)
-    ultrasound_with_banner("MILLER ROSE", "8812345").save_as(source, enforce_file_format=True)
-    result = InstanceResult(
-        outcome=Outcome.QUARANTINED,
-        reason=QuarantineReason.UNCERTAIN_SCORE,
-        message="The classifier is sure of text that OCR did not find.",
-        frames=1,
-        scores=[0.97],
-        boxes=[(-1, 4, 6, 170, 26)],  # the name only: the reviewer must add the ID
-    )
-    commit_staged(stage_quarantine(source, quarantine, Path("ward") / name, result))
+    hold_banner(quarantine, Path("ward") / name, [NAME_BOX])  # the reviewer must add the ID
 
 
 @pytest.fixture
