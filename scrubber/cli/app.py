@@ -561,6 +561,8 @@ def run_batch(
 
             try:
                 summary = batch.run(tasks, advance)
+            except ScrubberError as exc:  # a worker died: what is done stays done
+                raise _fail(exc) from exc
             finally:
                 if report is not None:
                     batch.write_report(report)
@@ -570,8 +572,15 @@ def run_batch(
             summary_file.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         _run_summary(data, count)
         held = summary.ledger_counts.get("quarantined", 0)
+        failed = summary.counts.get("failed", 0)
+    if failed:
+        err.print(
+            f"{failed} input(s) could not be written (see the log: disk full or read-only?); "
+            "they are not recorded as done, so rerunning the same command retries them."
+        )
     if held:
         err.print(f"{held} input(s) are in the quarantine {quarantine} for review.")
+    if held or failed:
         raise typer.Exit(EXIT_PARTIAL)
 
 

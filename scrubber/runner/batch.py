@@ -29,6 +29,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -52,6 +53,7 @@ __all__ = [
     "RayWorker",
     "RunSettings",
     "RunSummary",
+    "RunnerError",
     "Task",
     "WorkResult",
     "process",
@@ -60,10 +62,18 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
+
+class RunnerError(ScrubberError):
+    """The batch run cannot go on (a worker died); what is done stays done."""
+
+    reason = "runner"
+
+
 Layout = Literal["mirror", "uids"]
 #: Outcomes a row can end with; ``skipped`` is a file that is not DICOM by content, ``rejected``
-#: a held input a reviewer rejected.
-OUTCOMES: Final = ("clean", "scrubbed", "quarantined", "skipped", "rejected")
+#: a held input a reviewer rejected, ``failed`` an input whose files could not be written (it is
+#: not recorded as done, so the next run tries it again).
+OUTCOMES: Final = ("clean", "scrubbed", "quarantined", "skipped", "rejected", "failed")
 
 
 @dataclass(frozen=True)
@@ -315,7 +325,14 @@ def process(task: Task) -> WorkResult:
     result.dataset = None
     if not result.released:
         extra = {"digest": digest, "versions": worker.versions}
-        staged = stage_quarantine(task.path, settings.quarantine, Path(task.name), result, extra)
+        try:
+            staged = stage_quarantine(
+                task.path, settings.quarantine, Path(task.name), result, extra
+            )
+        except OutputError:  # disk full, read-only: nothing is placed, the next run retries
+            return WorkResult(
+                task.name, "failed", ["output_error"], None, [], digest, result.frames
+            )
     reasons = [result.reason.value] if result.reason else []
     return WorkResult(
         name=task.name,
@@ -364,6 +381,22 @@ def _output_path(settings: RunSettings, name: str, result: InstanceResult) -> Pa
     parts = [str(ds.get(k, "") or "unknown") for k in ("StudyInstanceUID", "SeriesInstanceUID")]
     sop = str(ds.get("SOPInstanceUID", "") or hashlib.sha256(name.encode()).hexdigest()[:32])
     return settings.out.joinpath(*parts, f"{sop}.dcm")
+
+
+def _outcome(future: Future[WorkResult], name: str) -> WorkResult:
+    """Return the worker's result, or a ``failed`` one (left for the next run) if it raised."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise RunnerError(
+            "A worker process died (killed, or out of memory); the inputs it held are not done "
+            "and nothing of them is in place. Rerun the same command to finish them."
+        ) from None
+    except Exception as exc:  # a bug in one input's work must not stop the others
+        _log.error(
+            "the work on one input raised %s; it is left for the next run", type(exc).__name__
+        )
+        return WorkResult(name, "failed", ["internal_error"], None, [], None)
 
 
 class RayWorker:
@@ -534,15 +567,18 @@ class BatchRun:
         )
         queue = deque(tasks)
         running: set[Future[WorkResult]] = set()
+        names: dict[Future[WorkResult], str] = {}
         try:
             while queue or running:
                 while queue and len(running) < 2 * self.workers:
                     task = queue.popleft()
                     self.ledger.start(task.name, task.size, task.mtime_ns)
-                    running.add(pool.submit(process, task))
+                    future = pool.submit(process, task)
+                    names[future] = task.name
+                    running.add(future)
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    yield future.result()
+                    yield _outcome(future, names.pop(future))
         finally:
             for future in running:
                 future.cancel()
@@ -592,8 +628,10 @@ class BatchRun:
             if old not in finals:  # an earlier run's output of a changed input
                 with contextlib.suppress(FileNotFoundError):
                     Path(old).unlink()
+        failed = LedgerRow(result.name, "failed", ["output_error"], None, result.frames, 0.0)
+        if result.outcome == "failed":  # nothing could be staged: left for the next run
+            return failed
         self.ledger.committing(result.name, finals)
-        outcome, reasons, output = result.outcome, result.reasons, result.output
         try:
             commit_staged(result.staged)
         except OutputError as exc:
@@ -601,13 +639,14 @@ class BatchRun:
             for final in finals:
                 with contextlib.suppress(FileNotFoundError):
                     Path(final).unlink()
-            _log.error("cannot move the output of one input into place: %s", exc.reason)
-            outcome, reasons, output, finals = "quarantined", ["internal_error"], None, []
+            self.ledger.reset(result.name)  # not done: the next run tries again
+            _log.error("cannot move the files of one input into place: %s", exc.reason)
+            return failed
         row = LedgerRow(
             input=result.name,
-            outcome=outcome,
-            reasons=reasons,
-            output=output,
+            outcome=result.outcome,
+            reasons=result.reasons,
+            output=result.output,
             frames=result.frames,
             seconds=result.seconds,
             stages=result.stages,
@@ -623,9 +662,14 @@ class BatchRun:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         count = 0
         try:
+            lines = [row.report() for row in self.ledger.rows()]
+            lines += [  # inputs a failure or a kill left unfinished: the next run does them
+                LedgerRow(name, "failed", ["not_finished"], None, 0, 0.0).report()
+                for name in self.ledger.unsettled()
+            ]
             with tmp.open("w", encoding="utf-8") as fp:
-                for row in self.ledger.rows():
-                    fp.write(json.dumps(row.report()) + "\n")
+                for line in sorted(lines, key=lambda r: str(r["input"])):
+                    fp.write(json.dumps(line) + "\n")
                     count += 1
             os.replace(tmp, path)
         finally:

@@ -223,6 +223,13 @@ class Ledger:
             (json.dumps(paths), time.time(), name),
         )
 
+    def reset(self, name: str) -> None:
+        """Put ``name`` back to ``started`` with no final paths (its files were removed)."""
+        self._db.execute(
+            "UPDATE inputs SET state = 'started', paths = '[]', updated = ? WHERE input = ?",
+            (time.time(), name),
+        )
+
     def finish(self, row: LedgerRow, paths: list[str]) -> None:
         """Record ``row`` as done; ``paths`` are every file it produced."""
         self._db.execute(

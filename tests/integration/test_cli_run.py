@@ -243,3 +243,35 @@ def test_local_and_ray_engines_give_identical_outputs(tree: Path, tmp_path: Path
     assert len(local_files) >= 5 and local_files == ray_files
     held = {"local": tmp_path / "local.quarantine", "ray": tmp_path / "ray.quarantine"}
     assert _digests(held["local"]).keys() == _digests(held["ray"]).keys()
+
+
+def test_an_output_that_cannot_be_written_is_retried_by_the_next_run(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Disk full while renaming one input's files: it is reported failed, not done, nothing of
+    it is left, and the next run (disk fine again) finishes it."""
+    from scrubber.errors import OutputError
+    from scrubber.runner import batch
+
+    out, report = tmp_path / "out", tmp_path / "report.jsonl"
+    args = ["run", str(tree), "--out", str(out), "-p", "TRIAL", "-j", "1", "-q"]
+    real = batch.commit_staged  # type: ignore[attr-defined]
+    calls = {"n": 0}
+
+    def full_disk(staged: list[tuple[Path, Path]]) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OutputError("No space left on device")
+        real(staged)
+
+    monkeypatch.setattr(batch, "commit_staged", full_disk)
+    first = runner.invoke(app, [*args, "--report", str(report)], env=_env(tmp_path))
+    assert first.exit_code == 1 and "could not be written" in first.output
+    rows = [json.loads(line) for line in report.read_text().splitlines()]
+    failed = [r for r in rows if r["outcome"] == "failed"]
+    assert len(failed) == 1 and len(rows) == len(input_names(tree))
+    assert not (out / failed[0]["input"]).exists()
+    monkeypatch.setattr(batch, "commit_staged", real)
+    second = runner.invoke(app, [*args, "--report", str(report)], env=_env(tmp_path))
+    assert second.exit_code == 1, second.output  # broken.dcm stays held
+    check_one_place(tree, out, tmp_path / "out.quarantine", report)
