@@ -487,7 +487,7 @@ def run_batch(
     a run killed at any moment loses nothing and leaves no partial file. Exits 1 when anything
     is in the quarantine.
     """
-    from scrubber.detect.classifier import Manifest, default_model_dir
+    from scrubber.detect.classifier import Manifest, check_device, default_model_dir
     from scrubber.detect.decide import Policy
     from scrubber.runner.batch import BatchRun, RunSettings, versions
 
@@ -503,8 +503,7 @@ def run_batch(
             raise ConfigError(f"--layout must be mirror or uids, not {layout!r}")
         if engine not in ("local", "ray"):
             raise ConfigError(f"--engine must be local or ray, not {engine!r}")
-        if device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"--device must be auto, cpu or cuda, not {device!r}")
+        check_device(device)  # in the driver: a worker failing to start says less
         config = _deid_config(
             project, option, basic_only, strict, keep_private, date_shift, date_shift_days
         )

@@ -384,6 +384,26 @@ def _resolve_threads(threads: int | None) -> int:
     return min(_usable_cores(), DEFAULT_MAX_THREADS)
 
 
+def check_device(device: str) -> None:
+    """Refuse a device this machine's ONNX Runtime cannot use, before any work starts.
+
+    Parameters
+    ----------
+    device : {"auto", "cpu", "cuda"}
+        The device asked for.
+
+    Raises
+    ------
+    ConfigError
+        If ``device`` is unknown, or ``cuda`` is asked for without a CUDA execution provider.
+    """
+    import onnxruntime  # type: ignore[import-untyped]
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"Unknown device {device!r}; choose 'auto', 'cpu' or 'cuda'.")
+    _providers(onnxruntime.get_available_providers(), device)
+
+
 def _providers(available: Sequence[str], device: str) -> list[str]:
     if device == "cuda" and _CUDA not in available:
         raise ConfigError(
@@ -507,7 +527,7 @@ def load_classifier(
             "release (or re-export both); scrubber will not run an unverified model."
         )
 
-    import onnxruntime as ort  # type: ignore[import-untyped]
+    import onnxruntime as ort
 
     providers = _providers(ort.get_available_providers(), device)
     options = ort.SessionOptions()

@@ -275,3 +275,20 @@ def test_an_output_that_cannot_be_written_is_retried_by_the_next_run(
     second = runner.invoke(app, [*args, "--report", str(report)], env=_env(tmp_path))
     assert second.exit_code == 1, second.output  # broken.dcm stays held
     check_one_place(tree, out, tmp_path / "out.quarantine", report)
+
+
+def test_cuda_asked_for_without_a_gpu_is_refused_before_any_work(
+    tree: Path, tmp_path: Path
+) -> None:
+    import onnxruntime  # type: ignore[import-untyped]
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has a CUDA execution provider")
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        ["run", str(tree), "--out", str(out), "-p", "TRIAL", "--device", "cuda"],
+        env=_env(tmp_path),
+    )
+    assert result.exit_code == 2 and "CUDA execution provider" in result.output
+    assert not out.exists() and not (tmp_path / "out.ledger.sqlite").exists()
