@@ -313,7 +313,10 @@ def iter_frames(
                 frame = next(frames)
             except StopIteration:
                 return
-            except Exception as exc:  # any codec failure on untrusted data
+            except (KeyboardInterrupt, SystemExit, GeneratorExit):
+                raise
+            except BaseException as exc:  # any codec failure on untrusted data, including a
+                # Rust decoder's panic (pyo3's PanicException is not an Exception)
                 raise UndecodablePixelsError(
                     f"The pixel data ({UID(description.transfer_syntax).name or 'unknown syntax'})"
                     f" cannot be decoded: {type(exc).__name__}. Install a decoder for it, or "

@@ -216,7 +216,10 @@ def scrub_instance(
         _quarantined(result, QuarantineReason.UNREADABLE, str(exc))
     except ScrubberError as exc:
         _quarantined(result, QuarantineReason.INTERNAL_ERROR, str(exc))
-    except Exception as exc:  # fail closed: nothing unexpected may release an instance
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # fail closed: nothing unexpected may release an instance
+        # (BaseException: a codec's Rust panic arrives as pyo3's PanicException)
         _log.exception("internal error while scrubbing an instance (%s)", type(exc).__name__)
         _quarantined(
             result,
