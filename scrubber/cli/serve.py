@@ -91,6 +91,7 @@ def serve(
     try:
         import uvicorn
 
+        from scrubber.detect.classifier import check_device
         from scrubber.server import ServerSettings, TokenBook, create_app
     except ImportError:
         raise _fail(
@@ -100,8 +101,7 @@ def serve(
     key_path = key_file or default_key_path(project)
     out_dir = out_dir.absolute()
     try:
-        if device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"--device must be auto, cpu or cuda, not {device!r}")
+        check_device(device)  # refused now, not after the server started and reported ready
         book = TokenBook.load(tokens)
         config = _deid_config(
             project, option, basic_only, strict, keep_private, date_shift, date_shift_days

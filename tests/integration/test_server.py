@@ -240,3 +240,19 @@ def test_under_load_nothing_is_lost(tmp_path: Path) -> None:
     figures = module.run(requests=48, clients=8, workers=2, queue_size=4)
     assert figures["answered"] == 48 and figures["statuses"] == {200: 48}
     assert figures["retries"] > 0  # the bound was reached and answered politely
+
+
+def test_serve_refuses_a_missing_gpu_and_missing_tokens(tmp_path: Path) -> None:
+    import onnxruntime  # type: ignore[import-untyped]
+    from typer.testing import CliRunner
+
+    from scrubber.cli.app import app
+
+    env = {"SCRUBBER_HOME": str(tmp_path / "home"), "SCRUBBER_API_TOKENS": ""}
+    args = ["serve", "--out", str(tmp_path / "out"), "-p", "API"]
+    no_tokens = CliRunner().invoke(app, args, env=env)
+    assert no_tokens.exit_code == 2 and "No API tokens" in no_tokens.output
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        env["SCRUBBER_API_TOKENS"] = f"submitter:{SUBMIT}"
+        no_gpu = CliRunner().invoke(app, [*args, "--device", "cuda"], env=env)
+        assert no_gpu.exit_code == 2 and "CUDA execution provider" in no_gpu.output
