@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from scrubber.dicom_io.files import (
     commit_instance,
+    flush_file,
     looks_like_dicom,
     read_instance,
     stage_instance,
@@ -12,6 +13,7 @@ from scrubber.dicom_io.files import (
 
 __all__ = [
     "commit_instance",
+    "flush_file",
     "looks_like_dicom",
     "read_instance",
     "stage_instance",

@@ -255,6 +255,26 @@ def stage_instance(ds: Dataset, path: Path) -> Path:
     return tmp
 
 
+def flush_file(path: Path) -> None:
+    """Force a written file's data to disk (``fdatasync``) before it is renamed into place.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be opened or flushed.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
 def commit_instance(tmp: Path, path: Path, *, sync_directory: bool = False) -> None:
     """Flush a staged file to disk and rename it to ``path``.
 
@@ -273,11 +293,7 @@ def commit_instance(tmp: Path, path: Path, *, sync_directory: bool = False) -> N
         If the flush or the rename fails; the temporary file is removed then.
     """
     try:
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
+        flush_file(tmp)
         os.replace(tmp, path)
         if sync_directory:
             _fsync_dir(path.parent)

@@ -40,7 +40,7 @@ from typing import Any, Final
 from pydicom.dataset import Dataset, FileMetaDataset
 
 from scrubber.deid import DeidConfig, Deidentifier, KeyStore, default_key_path, resolve_secret
-from scrubber.dicom_io import read_instance, stage_instance
+from scrubber.dicom_io import flush_file, read_instance, stage_instance
 from scrubber.errors import ConfigError, ScrubberError
 
 __all__ = ["Destination", "NodeSettings", "ScrubNode"]
@@ -241,7 +241,7 @@ class ScrubNode:
             ds.file_meta = FileMetaDataset(event.file_meta)
             name = uuid.uuid4().hex
             tmp = stage_instance(ds, self.incoming / f"{name}.dcm")
-            _flush(tmp)
+            flush_file(tmp)
             _write_json(self.incoming / f"{name}.json", {"project": project, "calling": calling})
             os.replace(tmp, self.incoming / f"{name}.dcm")
         except Exception as exc:  # never acknowledge what is not stored
@@ -299,7 +299,7 @@ class ScrubNode:
         if result.released and result.dataset is not None:
             target = self.outgoing / path.name
             tmp = stage_instance(result.dataset, target)
-            _flush(tmp)
+            flush_file(tmp)
             os.replace(tmp, target)
         else:
             relative = Path("node") / project / path.name
@@ -366,14 +366,6 @@ class ScrubNode:
         if not ok:
             _log.warning("destination refused an instance; will retry")
         return ok
-
-
-def _flush(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

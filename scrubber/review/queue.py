@@ -404,10 +404,10 @@ def _to_box(spec: tuple[int, int, int, int, int], frames: int) -> Box:
 
 
 def _output_path(out_root: Path, name: str, result: InstanceResult, layout: str) -> Path:
-    ds = result.dataset
-    if layout == "uids" and ds is not None:
-        parts = [str(ds.get(k, "") or "unknown") for k in ("StudyInstanceUID", "SeriesInstanceUID")]
-        return out_root.joinpath(*parts, f"{ds.get('SOPInstanceUID', 'unknown')}.dcm")
+    if layout == "uids" and result.dataset is not None:
+        from scrubber.runner.batch import uid_layout_path
+
+        return uid_layout_path(out_root, result.dataset, name)
     target = (out_root / name).resolve()
     if not target.is_relative_to(out_root.resolve()):
         raise ReviewError("The held instance's recorded path leaves the output tree; refusing.")

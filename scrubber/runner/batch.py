@@ -34,9 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from pydicom.dataset import Dataset
+
 from scrubber.deid import DeidConfig, Deidentifier, KeyStore
 from scrubber.detect.classifier import Manifest
-from scrubber.dicom_io import looks_like_dicom, read_instance, stage_instance
+from scrubber.dicom_io import flush_file, looks_like_dicom, read_instance, stage_instance
 from scrubber.errors import ConfigError, OutputError, ScrubberError
 from scrubber.pipeline import InstanceResult, Outcome, QuarantineReason, ScrubConfig, scrub_instance
 from scrubber.runner.deid_job import _inside, iter_files
@@ -57,6 +59,7 @@ __all__ = [
     "Task",
     "WorkResult",
     "process",
+    "uid_layout_path",
     "versions",
 ]
 
@@ -316,7 +319,7 @@ def process(task: Task) -> WorkResult:
         final = _output_path(settings, task.name, result)
         try:
             tmp = stage_instance(result.dataset, final)
-            _flush(tmp)
+            flush_file(tmp)
             staged = [(tmp, final)]
         except ScrubberError as exc:
             result.outcome = Outcome.QUARANTINED
@@ -366,21 +369,32 @@ def _digest(path: Path) -> str | None:
     return digest.hexdigest()
 
 
-def _flush(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
-
-
 def _output_path(settings: RunSettings, name: str, result: InstanceResult) -> Path:
     if settings.layout == "mirror" or result.dataset is None:
         return settings.out / name if settings.source.is_dir() else settings.out / Path(name).name
-    ds = result.dataset
+    return uid_layout_path(settings.out, result.dataset, name)
+
+
+def uid_layout_path(out_root: Path, ds: Dataset, name: str) -> Path:
+    """Return ``<out>/<Study UID>/<Series UID>/<SOP UID>.dcm`` of a de-identified instance.
+
+    Parameters
+    ----------
+    out_root : Path
+        The output tree.
+    ds : pydicom.dataset.Dataset
+        The de-identified instance (its UIDs are already remapped).
+    name : str
+        The input's relative name, for a stable file name when the SOP Instance UID is missing.
+
+    Returns
+    -------
+    Path
+        Where the instance goes in the ``uids`` layout.
+    """
     parts = [str(ds.get(k, "") or "unknown") for k in ("StudyInstanceUID", "SeriesInstanceUID")]
     sop = str(ds.get("SOPInstanceUID", "") or hashlib.sha256(name.encode()).hexdigest()[:32])
-    return settings.out.joinpath(*parts, f"{sop}.dcm")
+    return out_root.joinpath(*parts, f"{sop}.dcm")
 
 
 def _outcome(future: Future[WorkResult], name: str) -> WorkResult:
