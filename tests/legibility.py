@@ -9,7 +9,6 @@ own and, when installed, Tesseract (Debian's tesseract-ocr), which shares nothin
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,6 +20,7 @@ from scrubber.detect.ocr import OcrEngine, read_text
 from scrubber.dicom_io.pixels import describe_pixels, iter_frames
 from scrubber.redact import black_value
 from scrubber.render import render_frame
+from scrubber.validate.score import token_legible
 
 
 def have_tesseract() -> bool:
@@ -28,29 +28,9 @@ def have_tesseract() -> bool:
     return shutil.which("tesseract") is not None
 
 
-def _flat(text: str) -> str:
-    return re.sub(r"[^0-9A-Z]", "", text.upper())
-
-
 def legible(token: str, texts: list[str]) -> bool:
-    """Whether ``token`` can be read in any of ``texts`` (fuzzy for tokens of 4+ characters).
-
-    A fuzzy match needs a reading about as long as the token: a partial ratio aligns the shorter
-    string inside the longer one, so a lone ``1`` left on a frame would otherwise "match" every
-    token that contains a 1.
-    """
-    from rapidfuzz import fuzz
-
-    key = _flat(token)
-    if not key:
-        return False
-    for text in texts:
-        flat = _flat(text)
-        if key in flat:
-            return True
-        if len(key) >= 4 and len(flat) >= len(key) - 1 and fuzz.partial_ratio(key, flat) >= 85:
-            return True
-    return False
+    """Whether ``token`` can be read in any of ``texts`` (the scorer's own rule)."""
+    return token_legible(token, texts)
 
 
 def tesseract_text(view: np.ndarray) -> str:

@@ -842,12 +842,15 @@ def main() -> None:
     app()
 
 
-# `scrubber review`, `serve` and `node` live in their own modules, which reuse this one's
-# options (hence at the end)
+# `scrubber review`, `serve`, `node`, `synth` and `evaluate` live in their own modules, which
+# reuse this one's options (hence at the end)
 from scrubber.cli.node import node  # noqa: E402
 from scrubber.cli.review import review_app  # noqa: E402
 from scrubber.cli.serve import serve  # noqa: E402
+from scrubber.cli.validate import evaluate, synth  # noqa: E402
 
 app.add_typer(review_app, name="review")
 app.command("serve")(serve)
 app.command("node")(node)
+app.command("synth")(synth)
+app.command("evaluate")(evaluate)
