@@ -11,7 +11,7 @@ TRAIN_STAMP := $(VENV)/.installed-train
 # unpinned torch would pull a multi-GB CUDA build.
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup train-setup train evaluate-corpus demo test lint typecheck unit bench clean
+.PHONY: setup train-setup train evaluate-corpus demo validate test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { echo "error: scrubber needs Python 3.11 or newer; install it or run make PYTHON=/path/to/python3.11"; exit 2; }
@@ -58,6 +58,21 @@ demo: $(STAMP)
 	@echo "--- the same instance, de-identified ---"
 	$(BIN)/scrubber header $(DEMO)/output/patient01/series1/IM0001.dcm --keyword-filter Patient,Study,Accession,Institution,UID,Deidentification
 
+VALIDATION := validation
+N ?= 200
+## validate: build a synthetic validation set (N instances, fake patients, answer key), scrub it with the batch job, score the result
+validate: $(STAMP)
+	rm -rf $(VALIDATION)
+	$(BIN)/scrubber synth $(VALIDATION) --n $(N)
+	$(BIN)/scrubber run $(VALIDATION)/input --out $(VALIDATION)/deid --project VALID \
+		--key-file $(VALIDATION)/private/reid-key.sqlite --report $(VALIDATION)/run-report.jsonl || [ $$? -eq 1 ]
+	$(BIN)/scrubber keys export --project VALID --key-file $(VALIDATION)/private/reid-key.sqlite \
+		--kind uid --out $(VALIDATION)/uid_map.csv
+	$(BIN)/scrubber keys export --project VALID --key-file $(VALIDATION)/private/reid-key.sqlite \
+		--kind patient_id --out $(VALIDATION)/patid_map.csv
+	$(BIN)/scrubber evaluate $(VALIDATION)/deid --answer-key $(VALIDATION)/answer_key.sqlite \
+		--uid-map $(VALIDATION)/uid_map.csv --patid-map $(VALIDATION)/patid_map.csv
+
 ## test: lint, type-check and run the whole test suite (installs torch too: training is tested)
 test: $(TRAIN_STAMP) lint typecheck
 	$(BIN)/python -m pytest
@@ -76,4 +91,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_classifier.py --threads 2
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(DEMO) $(VALIDATION) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -495,17 +495,24 @@ class _Answers:
         *,
         private: bool = False,
         phi: str | None = None,
+        parent: int | None = None,
     ) -> None:
         """Record what the profile requires of an element that carries ``value``.
 
         ``phi`` is the identifying part of a longer free text: a removal checks only its words
-        (the Clean Descriptors option may rightly keep the rest).
+        (the Clean Descriptors option may rightly keep the rest). ``parent`` is the sequence the
+        element is in, when the profile's action for the sequence decides its fate.
         """
         words = _words(value if phi is None else phi)
         action = self.profile.private_action if private else self.profile.action(tag)
+        if parent is not None and self.profile.action(parent) in (Action.REMOVE, Action.EMPTY):
+            action = Action.REMOVE  # the whole sequence goes: whatever is inside goes with it
         base = {"tag": _tag_text(tag), "tag_ds": path, "tag_name": name, "category": category}
         if tag == 0x00100020:  # Patient ID: the linkage export says what it must become
             self.add(action="patid_consistent", value=value, action_text=value, **base)
+            return
+        if vr == "UI" and action is Action.REMOVE:
+            self.add(action="uid_changed", value=value, action_text=value, **base)
             return
         if vr == "UI" and action is Action.UID and not private:
             self.add(action="uid_changed", value=value, action_text=value, **base)
@@ -743,7 +750,9 @@ def _sop_class(plan: _Plan) -> UID:
     return {"CT": CT_IMAGE, "MR": MR_IMAGE}.get(modality, SecondaryCaptureImageStorage)
 
 
-def _header(plan: _Plan, rng: random.Random, answers: _Answers) -> Dataset:
+def _header(
+    plan: _Plan, rng: random.Random, answers: _Answers, previous_uid: str | None
+) -> Dataset:
     """Build the header: the fake patient in standard and unusual places, with answers."""
     patient = plan.patient
     ds = Dataset()
@@ -861,6 +870,7 @@ def _header(plan: _Plan, rng: random.Random, answers: _Answers) -> Dataset:
         request.ReasonForTheRequestedProcedure,
         "sequence",
         phi=f"{patient.given} {patient.family}",
+        parent=int(Tag("RequestAttributesSequence")),
     )
     reference = Dataset()
     reference.ReferencedSOPClassUID = STUDY_ROOT_FIND
@@ -874,7 +884,23 @@ def _header(plan: _Plan, rng: random.Random, answers: _Answers) -> Dataset:
         "UI",
         str(reference.ReferencedSOPInstanceUID),
         "sequence",
+        parent=int(Tag("ReferencedStudySequence")),
     )
+    # A reference the profile keeps (UIDs remapped): an earlier image of the series.
+    if previous_uid:
+        image = Dataset()
+        image.ReferencedSOPClassUID = sop_class
+        image.ReferencedSOPInstanceUID = previous_uid
+        ds.ReferencedImageSequence = Sequence([image])
+        answers.element(
+            ref_tag,
+            f"(0008,1140)[0]/{_tag_text(ref_tag)}",
+            "Referenced SOP Instance UID",
+            "UI",
+            previous_uid,
+            "sequence",
+            parent=int(Tag("ReferencedImageSequence")),
+        )
 
     # A private block that repeats the patient (removed unless a safe private block is kept).
     block = ds.private_block(0x0009, "SYNTHETIC PHI 1.0", create=True)
@@ -1016,7 +1042,8 @@ def synthesize(
     np_rng = np.random.default_rng(settings.seed)
     for done, plan in enumerate(plans, start=1):
         answers = _Answers(profile)
-        ds = _header(plan, rng, answers)
+        same_series = instances and instances[-1].series_instance_uid == plan.series_uid
+        ds = _header(plan, rng, answers, instances[-1].sop_instance_uid if same_series else None)
         frames = [_vary(plan.background.pixels, np_rng) for _ in range(plan.frames)]
         if plan.burn:
             lines = _burn_lines(plan.patient, plan.study_date, plan.accession, rng)

@@ -166,6 +166,13 @@ def test_a_perfect_deidentification_scores_100_percent(
     summary = json.loads((report / "evaluation.json").read_text())
     assert summary["failures"] == [] and summary["instances"] == {"released": 8}
     assert summary["by_action"]["pixels_hidden"]["total"] > 0
+    # a reference the profile keeps is checked against the map, not passed for being gone
+    kept = [
+        pydicom.dcmread(p).ReferencedImageSequence[0].ReferencedSOPInstanceUID
+        for p in out.rglob("*.dcm")
+        if "ReferencedImageSequence" in pydicom.dcmread(p, stop_before_pixels=True)
+    ]
+    assert kept and all(uid.startswith("2.25.") for uid in kept)
     page = (report / "report.html").read_text()
     assert "score: 100.00%" in page
     thumbs = sorted((report / "thumbs").iterdir())
