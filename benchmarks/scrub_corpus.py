@@ -2,6 +2,7 @@
 
     python benchmarks/scrub_corpus.py [--corpus ../shared/corpus] [--only PATTERN] [--json OUT]
         [--label phi] [--threads 2] [--ocr rapidocr] [--no-tesseract]
+        [--no-reread | --reread-contrast | --reread-verify-every-frame]
 
 For every file of ``labels.json``: read it, run :func:`scrubber.pipeline.scrub_instance` with
 default settings, and record the outcome. Then, per label:
@@ -17,7 +18,9 @@ default settings, and record the outcome. Then, per label:
 * any file: no crash (an ``internal_error`` counts as one).
 
 Timing: per stage (classify, OCR, decide, redact, verify) summed over the run and divided by the
-number of frames OCR read, i.e. seconds per flagged frame.
+number of frames OCR read, i.e. seconds per flagged frame. ``reread_frames`` counts the frames the
+first read found empty and read again enlarged (:class:`scrubber.detect.ocr.Reread`; the pipeline's
+default unless ``--no-reread``).
 
 Only paths, labels, counts, reasons and timings are printed; tokens are counted, never shown.
 """
@@ -25,6 +28,7 @@ Only paths, labels, counts, reasons and timings are printed; tokens are counted,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fnmatch
 import json
 import os
@@ -41,10 +45,10 @@ sys.path.insert(0, str(ROOT))
 
 from scrubber.deid import DeidConfig, Deidentifier  # noqa: E402
 from scrubber.detect import load_classifier  # noqa: E402
-from scrubber.detect.ocr import load_engine  # noqa: E402
+from scrubber.detect.ocr import DEFAULT_REREAD, load_engine  # noqa: E402
 from scrubber.dicom_io import read_instance  # noqa: E402
 from scrubber.errors import ScrubberError  # noqa: E402
-from scrubber.pipeline import InstanceResult, Outcome, scrub_instance  # noqa: E402
+from scrubber.pipeline import InstanceResult, Outcome, ScrubConfig, scrub_instance  # noqa: E402
 from tests.legibility import leaked_tokens, presidio_coverage  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus"
@@ -64,7 +68,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--ocr", default="rapidocr")
     parser.add_argument("--no-tesseract", action="store_true", help="check with one engine only")
+    reread = parser.add_mutually_exclusive_group()
+    reread.add_argument("--no-reread", action="store_true", help="never read frames enlarged")
+    reread.add_argument(
+        "--reread-contrast", action="store_true", help="stretch contrast on the enlarged re-read"
+    )
+    reread.add_argument(
+        "--reread-verify-every-frame",
+        action="store_true",
+        help="verification re-reads every redacted frame enlarged, not only those first enlarged",
+    )
     args = parser.parse_args(argv)
+    if args.no_reread:
+        config = ScrubConfig(reread=None)
+    else:
+        config = ScrubConfig(
+            reread=dataclasses.replace(
+                DEFAULT_REREAD,
+                contrast=args.reread_contrast,
+                verify_every_frame=args.reread_verify_every_frame,
+            )
+        )
 
     labels = json.loads((args.corpus / "labels.json").read_text(encoding="utf-8"))
     classifier = load_classifier(threads=args.threads)
@@ -73,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     deidentifier = Deidentifier(DeidConfig(project="CORPUS"), SECRET, None)
     rows: list[dict[str, Any]] = []
     seconds: Counter[str] = Counter()
-    ocr_frames = 0
+    ocr_frames = reread_frames = 0
     started = time.perf_counter()
     for rel, label in sorted(labels.items()):
         if args.only and not fnmatch.fnmatch(rel, args.only):
@@ -91,13 +115,14 @@ def main(argv: list[str] | None = None) -> int:
         keyword = next((k for k in _PIXEL_KEYWORDS if ds.get(k) is not None), None)
         before = bytes(ds[keyword].value) if keyword else None
         result: InstanceResult = scrub_instance(
-            ds, classifier=classifier, engine=engine, deidentifier=deidentifier
+            ds, classifier=classifier, engine=engine, deidentifier=deidentifier, config=config
         )
         row.update(
             outcome=result.outcome.value,
             reason=result.reason.value if result.reason else None,
             frames=result.frames,
             ocr_frames=result.ocr_frames,
+            reread_frames=result.reread_frames,
             redacted_regions=result.redacted_regions,
             max_score=round(max(result.scores), 4) if result.scores else None,
             flags=list(result.flags),
@@ -105,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         seconds.update(result.seconds)
         ocr_frames += result.ocr_frames
+        reread_frames += result.reread_frames
         if result.outcome is not Outcome.QUARANTINED and result.dataset is not None:
             out = result.dataset
             row["pixels_identical"] = (
@@ -138,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     summary.update(
         seconds=round(elapsed, 1),
         ocr_frames=ocr_frames,
+        reread_frames=reread_frames,
+        reread=None if config.reread is None else dataclasses.asdict(config.reread),
         seconds_per_flagged_frame={
             stage: round(total / max(1, ocr_frames), 3)
             for stage, total in sorted(seconds.items())

@@ -21,6 +21,7 @@ __all__ = [
     "OutputError",
     "ScrubberError",
     "UnreadableDicomError",
+    "where",
 ]
 
 
@@ -80,3 +81,32 @@ class OutputError(ScrubberError):
     """An output file cannot be written."""
 
     reason = "output"
+
+
+def where(exc: BaseException, depth: int = 4) -> str:
+    """Return where ``exc`` was raised, without what it said.
+
+    For logs of unexpected errors: an exception's message (an OCR backend's, a codec's,
+    pydicom's) can quote header values or text read from the pixels, so only its type and the
+    innermost frames of its traceback, as ``file:line (function)``, are safe to write.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The exception.
+    depth : int
+        How many innermost frames to name.
+
+    Returns
+    -------
+    str
+        ``TypeName at file.py:12 (func) <- caller.py:34 (outer)``.
+    """
+    import traceback
+    from pathlib import Path
+
+    frames = traceback.extract_tb(exc.__traceback__)[-depth:]
+    places = " <- ".join(
+        f"{Path(frame.filename).name}:{frame.lineno} ({frame.name})" for frame in reversed(frames)
+    )
+    return f"{type(exc).__name__} at {places}" if places else type(exc).__name__

@@ -44,7 +44,7 @@ def shift_days_from_secret(secret: bytes, scope: str = "project") -> int:
 
 def _shift_date_part(text: str, days: int) -> str:
     """Shift a ``YYYY``, ``YYYYMM`` or ``YYYYMMDD`` string, keeping its precision."""
-    if not text.isdigit() or len(text) not in (4, 6, 8):
+    if not (text.isascii() and text.isdigit()) or len(text) not in (4, 6, 8):
         raise UnparsableDateError("not a DICOM date")
     year = int(text[:4])
     month = int(text[4:6]) if len(text) >= 6 else 1

@@ -74,7 +74,7 @@ def date_spellings(value: str) -> set[str]:
         The value itself plus ISO, European and US spellings; empty if ``value`` is no date.
     """
     value = value.strip()
-    if len(value) != 8 or not value.isdigit():
+    if len(value) != 8 or not (value.isascii() and value.isdigit()):
         return set()
     y, m, d = value[:4], value[4:6], value[6:]
     return {

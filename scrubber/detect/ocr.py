@@ -18,7 +18,10 @@ name         engine                                                  needs
 Whatever the engine, :func:`read_text` applies the same frame handling: frames larger than the
 engine's working size are read in overlapping tiles (so small banner glyphs on a 3,000-pixel film
 are not shrunk away), and boxes no text line could have (most of the frame, absurd shapes) are
-dropped and counted, so that a detector's hallucination cannot black out a whole image.
+dropped and counted, so that a detector's hallucination cannot black out a whole image. A
+frame in which the first read finds no text can be read once more, enlarged (:class:`Reread`):
+PP-OCR's detector misses text lines only a few pixels high over busy backgrounds (an 8-pixel
+label on a histology slide), which it finds at twice the size.
 
 Text read by OCR is patient data: :class:`TextRegion` keeps it out of its ``repr`` and nothing in
 this module logs it.
@@ -39,10 +42,12 @@ from scrubber.errors import ConfigError
 
 __all__ = [
     "DEFAULT_ENGINE",
+    "DEFAULT_REREAD",
     "ENGINES",
     "OcrEngine",
     "OcrUnavailableError",
     "ReadResult",
+    "Reread",
     "TextRegion",
     "available_engines",
     "load_engine",
@@ -277,11 +282,81 @@ class ReadResult:
         Boxes the engine returned that no text line could have (dropped).
     tiles : int
         Number of engine calls made for the frame.
+    reread : bool
+        Whether the frame was read a second time, enlarged (:class:`Reread`).
     """
 
     regions: list[TextRegion]
     rejected: int = 0
     tiles: int = 1
+    reread: bool = False
+
+
+@dataclass(frozen=True)
+class Reread:
+    """When and how a frame is read a second time, enlarged.
+
+    PP-OCR's detector works on a frame at its own size and misses text lines only a few pixels
+    high over busy backgrounds (an 8-pixel label over histology), which it finds when the frame is
+    enlarged. A frame is read again when the first read found fewer than ``below`` regions and its
+    longer side is at most ``max_side`` (larger frames carry proportionally larger text, and
+    enlarging them would exceed the engine's working size). The regions of both reads are kept,
+    the second read's mapped back to frame coordinates, and duplicates dropped.
+
+    Attributes
+    ----------
+    factor : float
+        Enlargement (bicubic).
+    max_side : int
+        Largest longer side of a frame that is read again.
+    below : int
+        The frame is read again when the first read found fewer regions than this (1: only when
+        it found none).
+    contrast : bool
+        Also stretch the contrast of the enlarged frame (CLAHE on the luminance) before the second
+        read. Off by default: it finds more of a faint label, but also finds "glyphs" in
+        text-free anatomy and ultrasound.
+    verify_every_frame : bool
+        How verification (the read after redaction) uses the rule. Off (default): the frames the
+        first read enlarged are verified under the same rule, so text found only enlarged is
+        verified enlarged, and the rest are read at their own size as before. On: every redacted
+        frame whose verification read finds nothing is read again enlarged (a stricter check of
+        frames whose first read found text, at about twice the verification time).
+    """
+
+    factor: float = 2.0
+    max_side: int = 1024
+    below: int = 1
+    contrast: bool = False
+    verify_every_frame: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.factor > 1.0:
+            raise ValueError("the re-read enlargement must be more than 1")
+        if self.max_side < 1 or self.below < 1:
+            raise ValueError("the re-read's max_side and below must be at least 1")
+
+    def applies(self, rows: int, columns: int, found: int) -> bool:
+        """Whether a frame of this size, with ``found`` regions read, is read again.
+
+        Parameters
+        ----------
+        rows, columns : int
+            Frame size.
+        found : int
+            Regions the first read kept.
+
+        Returns
+        -------
+        bool
+            True when the frame is small enough and the first read found too little.
+        """
+        return found < self.below and max(rows, columns) <= self.max_side
+
+
+#: The pipeline's re-read (:class:`scrubber.pipeline.ScrubConfig`): twice the size, for frames up
+#: to 1,024 pixels on a side in which the first read found nothing.
+DEFAULT_REREAD: Final = Reread()
 
 
 def tiles(rows: int, columns: int, side: int, overlap: int) -> list[tuple[int, int, int, int]]:
@@ -389,13 +464,18 @@ MAX_WORKING_SIDE: Final = 2048
 
 
 def read_text(
-    engine: OcrEngine, view: np.ndarray, *, max_working_side: int = MAX_WORKING_SIDE
+    engine: OcrEngine,
+    view: np.ndarray,
+    *,
+    max_working_side: int = MAX_WORKING_SIDE,
+    reread: Reread | None = None,
 ) -> ReadResult:
     """Read the text of one rendered frame, tiling large frames and dropping implausible boxes.
 
     Frames whose longer side exceeds ``max_working_side`` are first reduced to it (area
     averaging, which keeps thin strokes visible); the rest are read at full resolution, in
-    overlapping tiles when larger than the engine reads at once.
+    overlapping tiles when larger than the engine reads at once. With ``reread``, a frame in
+    which this finds too little is read again enlarged (:class:`Reread`).
 
     Parameters
     ----------
@@ -405,6 +485,8 @@ def read_text(
         ``uint8`` rendered frame, greyscale or RGB.
     max_working_side : int, optional
         Longest side OCR works at.
+    reread : Reread, optional
+        When and how to read the frame again enlarged (default: never).
 
     Returns
     -------
@@ -415,13 +497,34 @@ def read_text(
         raise ValueError("OCR reads uint8 rendered frames, (rows, columns) or (rows, columns, 3)")
     rows, columns = view.shape[:2]
     scale = min(1.0, max_working_side / max(rows, columns))
+    result = _read_at(engine, view, scale, contrast=False)
+    if reread is not None and reread.applies(rows, columns, len(result.regions)):
+        again = _read_at(engine, view, reread.factor, contrast=reread.contrast)
+        regions = merge_regions([*result.regions, *again.regions])
+        result = ReadResult(
+            regions=regions,
+            rejected=result.rejected + again.rejected,
+            tiles=result.tiles + again.tiles,
+            reread=True,
+        )
+    return result
+
+
+def _read_at(engine: OcrEngine, view: np.ndarray, scale: float, *, contrast: bool) -> ReadResult:
+    """Read ``view`` resized by ``scale``; regions in ``view``'s coordinates."""
+    rows, columns = view.shape[:2]
     work = view
-    if scale < 1.0:
+    if scale != 1.0:
         import cv2
 
         size = (max(1, round(columns * scale)), max(1, round(rows * scale)))
-        work = np.asarray(cv2.resize(view, size, interpolation=cv2.INTER_AREA))
+        interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_CUBIC
+        work = np.asarray(cv2.resize(view, size, interpolation=interpolation))
+    if contrast:
+        work = _stretched(work)
     work_rows, work_columns = work.shape[:2]
+    # the factor that maps work pixels back to frame pixels, exactly per axis
+    back = (columns / work_columns, rows / work_rows)
     boxes = tiles(work_rows, work_columns, max(engine.max_side, _TILE_OVERLAP * 2), _TILE_OVERLAP)
     found: list[TextRegion] = []
     rejected = 0
@@ -429,8 +532,8 @@ def read_text(
         tile = np.ascontiguousarray(work[y : y + h, x : x + w])
         for region in engine.read(tile):
             moved = region.moved(x, y)
-            if scale < 1.0:
-                moved = _rescaled(moved, 1.0 / scale)
+            if scale != 1.0:
+                moved = _rescaled(moved, *back)
             clipped = _clip(moved, rows, columns)
             if clipped is None or not _plausible(clipped, rows, columns):
                 rejected += 1
@@ -440,10 +543,24 @@ def read_text(
     return ReadResult(regions=regions, rejected=rejected, tiles=len(boxes))
 
 
-def _rescaled(region: TextRegion, factor: float) -> TextRegion:
-    x0, y0 = int(region.x * factor), int(region.y * factor)
-    x1 = int(np.ceil((region.x + region.width) * factor))
-    y1 = int(np.ceil((region.y + region.height) * factor))
+def _stretched(view: np.ndarray) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation of the luminance (colour kept)."""
+    import cv2
+
+    clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
+    if view.ndim == 2:
+        return np.asarray(clahe.apply(view))
+    lab = cv2.cvtColor(view, cv2.COLOR_RGB2LAB)
+    lab[..., 0] = clahe.apply(np.ascontiguousarray(lab[..., 0]))
+    return np.asarray(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB))
+
+
+def _rescaled(region: TextRegion, fx: float, fy: float | None = None) -> TextRegion:
+    """Map a region by ``fx`` across and ``fy`` down (default ``fx``), growing to whole pixels."""
+    fy = fx if fy is None else fy
+    x0, y0 = int(np.floor(region.x * fx)), int(np.floor(region.y * fy))
+    x1 = int(np.ceil((region.x + region.width) * fx))
+    y1 = int(np.ceil((region.y + region.height) * fy))
     return TextRegion(x0, y0, x1 - x0, y1 - y0, region.text, region.confidence)
 
 

@@ -29,6 +29,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from scrubber.errors import NotDicomError, OutputError, UnreadableDicomError
 
 __all__ = [
+    "UnencodableDatasetError",
     "commit_instance",
     "looks_like_dicom",
     "read_instance",
@@ -40,6 +41,16 @@ __all__ = [
 pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+class UnencodableDatasetError(OutputError):
+    """The data set cannot be encoded in its transfer syntax (a property of the instance).
+
+    Unlike the other :class:`~scrubber.errors.OutputError` cases (disk full, read-only folder),
+    trying again later would fail the same way.
+    """
+
+    reason = "unencodable"
 
 
 def looks_like_dicom(path: Path) -> bool:
@@ -114,6 +125,7 @@ def read_instance(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
                 )
             _check_complete(path, ds)
             _drop_stray_delimiters(ds)
+            _convert_all(ds)
         except (NotDicomError, UnreadableDicomError):
             raise
         except RecursionError:
@@ -127,6 +139,21 @@ def read_instance(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
                 "truncated or malformed. Re-export it from the source, or quarantine it."
             ) from None
     return ds
+
+
+def _convert_all(ds: Dataset) -> None:
+    """Convert every element now, so that a value that cannot be converted fails the read.
+
+    pydicom converts raw values when they are first used; an element of an unknown VR (a
+    corrupted file) raises ``NotImplementedError`` then, deep in whatever uses it first. Found by
+    the fuzzer (in the pixel module and in the file meta): such a file must be ``unreadable``,
+    not an internal error of the pipeline.
+    """
+    meta = getattr(ds, "file_meta", None)
+    for data in (meta, ds):
+        if data is not None:
+            for _element in data.iterall():
+                pass
 
 
 def _drop_stray_delimiters(ds: Dataset) -> None:
@@ -226,8 +253,11 @@ def stage_instance(ds: Dataset, path: Path) -> Path:
 
     Raises
     ------
+    UnencodableDatasetError
+        If the data set cannot be encoded (an :class:`~scrubber.errors.OutputError`); the
+        temporary file is removed then.
     OutputError
-        If the directory or file cannot be created or the data set cannot be encoded; the
+        If the directory or file cannot be created or written (disk full, no permission); the
         temporary file is removed then.
     """
     path = Path(path)
@@ -249,7 +279,7 @@ def stage_instance(ds: Dataset, path: Path) -> Path:
     except Exception as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise OutputError(
+        raise UnencodableDatasetError(
             f"Cannot encode the data set for {path} ({type(exc).__name__}); nothing was written."
         ) from None  # encoder messages can quote values
     return tmp

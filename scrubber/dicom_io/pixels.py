@@ -13,6 +13,7 @@ to quarantine.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,20 +22,54 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from scrubber.errors import InputError
+from scrubber.errors import ConfigError, InputError
 
 __all__ = [
     "MAX_FRAME_BYTES",
+    "MAX_FRAME_BYTES_ENV",
+    "FrameTooLargeError",
     "PixelDescription",
     "UndecodablePixelsError",
     "UnsupportedPixelsError",
     "describe_pixels",
     "iter_frames",
+    "max_frame_bytes",
     "transfer_syntax",
 ]
 
 MAX_FRAME_BYTES = 512 * 1024 * 1024
-"""Largest decoded frame accepted (512 MiB); larger ones are refused before any allocation."""
+"""Default largest decoded frame accepted (512 MiB); larger ones are refused before decoding."""
+
+MAX_FRAME_BYTES_ENV = "SCRUBBER_MAX_FRAME_BYTES"
+"""Environment variable that sets another frame limit, in bytes (workers inherit it)."""
+
+
+def max_frame_bytes() -> int:
+    """Return the largest decoded frame, in bytes, that decoding accepts.
+
+    ``$SCRUBBER_MAX_FRAME_BYTES`` when set (read on every call, so spawned workers and long-lived
+    servers follow it), else :data:`MAX_FRAME_BYTES`.
+
+    Returns
+    -------
+    int
+        The limit.
+
+    Raises
+    ------
+    ConfigError
+        If the variable is set to anything but a positive whole number.
+    """
+    text = os.environ.get(MAX_FRAME_BYTES_ENV, "").strip()
+    if not text:
+        return MAX_FRAME_BYTES
+    if not (text.isascii() and text.isdigit()) or int(text) <= 0:
+        raise ConfigError(
+            f"{MAX_FRAME_BYTES_ENV} must be a positive whole number of bytes (for example "
+            f"{MAX_FRAME_BYTES}); unset it to use the default."
+        )
+    return int(text)
+
 
 PHOTOMETRICS = frozenset(
     {
@@ -96,6 +131,12 @@ class UnsupportedPixelsError(InputError):
     """The pixel description is missing, inconsistent or outside what scrubber handles."""
 
     reason = "unsupported_pixels"
+
+
+class FrameTooLargeError(UnsupportedPixelsError):
+    """A decoded frame would be larger than the configured limit (see :func:`max_frame_bytes`)."""
+
+    reason = "frame_too_large"
 
 
 @dataclass(frozen=True)
@@ -185,8 +226,12 @@ def describe_pixels(ds: Dataset) -> PixelDescription:
     ------
     UnsupportedPixelsError
         If there is no PixelData, or the description is missing, inconsistent or absurd
-        (frames larger than :data:`MAX_FRAME_BYTES`, more bits stored than allocated, an unknown
-        photometric interpretation, colour with one sample, ...).
+        (more bits stored than allocated, an unknown photometric interpretation, colour with one
+        sample, ...).
+    FrameTooLargeError
+        If a decoded frame would be larger than :func:`max_frame_bytes`.
+    ConfigError
+        If ``$SCRUBBER_MAX_FRAME_BYTES`` is malformed.
     """
     if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
         raise UnsupportedPixelsError("The instance has no pixel data.")
@@ -212,6 +257,8 @@ def describe_pixels(ds: Dataset) -> PixelDescription:
         problems.append("the Photometric Interpretation is missing or unknown")
     elif samples != (1 if photometric.startswith(("MONOCHROME", "PALETTE")) else 3):
         problems.append("Samples per Pixel does not match the Photometric Interpretation")
+    elif photometric == "PALETTE COLOR" and not _has_palette(ds):
+        problems.append("PALETTE COLOR has no Palette Color Lookup Table")
     if problems:
         raise UnsupportedPixelsError(
             "The pixel description does not add up: " + "; ".join(problems) + "."
@@ -231,15 +278,29 @@ def describe_pixels(ds: Dataset) -> PixelDescription:
         compressed=bool(syntax) and syntax.is_transfer_syntax and syntax.is_compressed,
         lossy=_is_lossy(str(syntax), str(ds.get("LossyImageCompression", "")).strip()),
     )
-    if description.frame_bytes > MAX_FRAME_BYTES:
-        raise UnsupportedPixelsError(
+    limit = max_frame_bytes()
+    if description.frame_bytes > limit:
+        raise FrameTooLargeError(
             f"A decoded frame would take {description.frame_bytes} bytes, more than the "
-            f"{MAX_FRAME_BYTES} scrubber accepts; the instance is refused."
+            f"{limit} scrubber accepts; the instance is refused (raise the limit with "
+            f"{MAX_FRAME_BYTES_ENV} if the frames are real)."
         )
     return description
 
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def _has_palette(ds: Dataset) -> bool:
+    """Whether ``ds`` has a red, green and blue palette table (descriptor and data)."""
+    return all(
+        f"{colour}PaletteColorLookupTableDescriptor" in ds
+        and (
+            f"{colour}PaletteColorLookupTableData" in ds
+            or f"Segmented{colour}PaletteColorLookupTableData" in ds
+        )
+        for colour in ("Red", "Green", "Blue")
+    )
 
 
 def transfer_syntax(ds: Dataset) -> UID:

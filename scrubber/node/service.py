@@ -41,7 +41,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 
 from scrubber.deid import DeidConfig, Deidentifier, KeyStore, default_key_path, resolve_secret
 from scrubber.dicom_io import flush_file, read_instance, stage_instance
-from scrubber.errors import ConfigError, ScrubberError
+from scrubber.errors import ConfigError, ScrubberError, where
 
 __all__ = ["Destination", "NodeSettings", "ScrubNode"]
 
@@ -73,7 +73,9 @@ class Destination:
         """
         aet, at, rest = text.partition("@")
         host, colon, port = rest.rpartition(":")
-        if not (at and colon and aet and host and port.isdigit() and len(aet) <= 16):
+        if not (
+            at and colon and aet and host and port.isascii() and port.isdigit() and len(aet) <= 16
+        ):
             raise ConfigError(
                 f"--forward must be AET@HOST:PORT (AE title 16 characters at most), not {text!r}."
             )
@@ -274,8 +276,12 @@ class ScrubNode:
                     return
                 try:
                     self._scrub_one(path)
-                except Exception:  # one bad file must not stop the node; it stays spooled
-                    _log.exception("scrubbing a spooled instance failed; it stays in incoming/")
+                except Exception as exc:  # one bad file must not stop the node; it stays spooled
+                    # where, not what: the message can quote header values (no PHI in logs)
+                    _log.error(
+                        "scrubbing a spooled instance failed (%s); it stays in incoming/",
+                        where(exc),
+                    )
             self._wake_forwarder.set()
 
     def _scrub_one(self, path: Path) -> None:

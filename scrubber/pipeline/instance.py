@@ -34,7 +34,7 @@ from scrubber.deid.terms import capture_terms
 from scrubber.detect.classifier import TextClassifier, frame_digest
 from scrubber.detect.decide import Policy, decide, header_match, is_lone_mark, redaction_boxes
 from scrubber.detect.instance import score_instance
-from scrubber.detect.ocr import OcrEngine, TextRegion, read_text
+from scrubber.detect.ocr import DEFAULT_REREAD, OcrEngine, Reread, TextRegion, read_text
 from scrubber.detect.routing import FrameRoute, expects_text, header_flags, route_frame
 from scrubber.dicom_io.pixels import (
     UndecodablePixelsError,
@@ -42,7 +42,7 @@ from scrubber.dicom_io.pixels import (
     describe_pixels,
     iter_frames,
 )
-from scrubber.errors import ScrubberError, UnreadableDicomError
+from scrubber.errors import ScrubberError, UnreadableDicomError, where
 from scrubber.pipeline.outcome import InstanceResult, Outcome, QuarantineReason
 from scrubber.redact import Box, redact_instance, remove_overlays, verify_redaction
 from scrubber.redact.instance import RedactionError
@@ -87,10 +87,18 @@ class ScrubConfig:
     verify : bool
         Re-read redacted frames with OCR (on by default; switching it off is for benchmarks of
         the stages before it, never for releasing data).
+    reread : Reread or None
+        When OCR reads a frame a second time, enlarged (default
+        :data:`~scrubber.detect.ocr.DEFAULT_REREAD`: twice the size, for frames up to 1,024 pixels
+        on a side in which the first read found no text). Verification reads the frames the
+        first read enlarged under the same rule, so text found only enlarged is also verified
+        enlarged (every redacted frame with ``Reread.verify_every_frame``). ``None`` reads every
+        frame once, at its own size.
     """
 
     policy: Policy = Policy.ALL
     verify: bool = True
+    reread: Reread | None = DEFAULT_REREAD
 
 
 class _QuarantineError(Exception):
@@ -149,20 +157,30 @@ def _views(ds: Dataset, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
 
 
 def _read_frames(
-    ds: Dataset, indices: list[int], engine: OcrEngine
-) -> tuple[dict[int, list[TextRegion]], int]:
-    """OCR the given frames (identical rendered frames once); returns regions and rejections."""
+    ds: Dataset,
+    indices: list[int],
+    engine: OcrEngine,
+    reread: Reread | None,
+    enlarge: set[int] | None = None,
+) -> tuple[dict[int, list[TextRegion]], set[int]]:
+    """OCR the given frames (identical rendered frames once).
+
+    ``reread`` applies to the frames in ``enlarge`` (to every frame when ``None``). Returns the
+    regions per frame and the frames that were read again enlarged.
+    """
     found: dict[int, list[TextRegion]] = {}
-    seen: dict[bytes, list[TextRegion]] = {}
-    rejected = 0
+    seen: dict[bytes, tuple[list[TextRegion], bool]] = {}
+    enlarged: set[int] = set()
     for index, view in _views(ds, indices):
         digest = frame_digest(view)
         if digest not in seen:
-            result = read_text(engine, view)
-            seen[digest] = result.regions
-            rejected += result.rejected
-        found[index] = seen[digest]
-    return found, rejected
+            rule = reread if enlarge is None or index in enlarge else None
+            result = read_text(engine, view, reread=rule)
+            seen[digest] = (result.regions, result.reread)
+        found[index], again = seen[digest]
+        if again:
+            enlarged.add(index)
+    return found, enlarged
 
 
 def scrub_instance(
@@ -220,7 +238,9 @@ def scrub_instance(
         raise
     except BaseException as exc:  # fail closed: nothing unexpected may release an instance
         # (BaseException: a codec's Rust panic arrives as pyo3's PanicException)
-        _log.exception("internal error while scrubbing an instance (%s)", type(exc).__name__)
+        # Where it happened, not what it said: exception messages (an OCR backend's, a
+        # codec's, pydicom's) can quote header values or text read from the pixels.
+        _log.error("internal error while scrubbing an instance (%s)", where(exc))
         _quarantined(
             result,
             QuarantineReason.INTERNAL_ERROR,
@@ -265,10 +285,12 @@ def _scrub(
             if route_frame(score, result.flags, thresholds) is FrameRoute.OCR
         ]
         found: dict[int, list[TextRegion]] = {}
+        enlarged: set[int] = set()
         if routed:
             with stages.time("ocr"):
-                found, _ = _read_frames(ds, routed, engine)
+                found, enlarged = _read_frames(ds, routed, engine, config.reread)
             result.ocr_frames = len(routed)
+            result.reread_frames = len(enlarged)
         empty_but_sure = [
             index
             for index in routed
@@ -322,7 +344,9 @@ def _scrub(
         if result.pixels_changed:
             with stages.time("verify"):
                 if config.verify:
-                    boxes = _verify_text(ds, boxes, engine, terms, config.policy)
+                    boxes = _verify_text(
+                        ds, boxes, engine, terms, config.policy, config.reread, enlarged
+                    )
                 verify_redaction(ds, boxes)
         result.boxes = _box_rows(boxes)
     with stages.time("deidentify"):
@@ -356,7 +380,13 @@ def _inside_share(region: TextRegion, box: Box, index: int) -> float:
 
 
 def _verify_text(
-    ds: Dataset, boxes: list[Box], engine: OcrEngine, terms: list[str], policy: Policy
+    ds: Dataset,
+    boxes: list[Box],
+    engine: OcrEngine,
+    terms: list[str],
+    policy: Policy,
+    reread: Reread | None,
+    enlarged: set[int],
 ) -> list[Box]:
     """OCR the redacted frames again until no text the policy blacks out is left.
 
@@ -364,15 +394,18 @@ def _verify_text(
     missed, a header value) is blacked out in turn and the frames are read again, for at most
     :data:`_MAX_EXTRA_ROUNDS` extra rounds; text still found after them quarantines the instance.
     Lone marks (one glyph, a stroke; see :func:`~scrubber.detect.decide.is_lone_mark`) are left
-    alone, as in the first decision. Returns every box painted.
+    alone, as in the first decision. The frames the first read enlarged (``enlarged``) are read
+    under the same re-read rule, so text found only enlarged is verified enlarged; with
+    ``reread.verify_every_frame``, every redacted frame is. Returns every box painted.
     """
+    enlarge = None if reread is not None and reread.verify_every_frame else enlarged
     description = describe_pixels(ds)
     every_frame = description.frames > 1
     for extra in range(_MAX_EXTRA_ROUNDS + 1):
         frames = sorted(
             {i for box in boxes for i in range(description.frames) if box.applies_to(i)}
         )
-        found, _ = _read_frames(ds, frames, engine)
+        found, _ = _read_frames(ds, frames, engine, reread, enlarge)
         missed: dict[int, list[TextRegion]] = {}
         for index, regions in found.items():
             for region in regions:

@@ -65,6 +65,9 @@ class InstanceResult:
         Header flags that forced OCR.
     ocr_frames : int
         Frames OCR read (before verification).
+    reread_frames : int
+        Of those, frames read a second time enlarged because the first read found too little
+        (:class:`scrubber.detect.ocr.Reread`).
     regions : int
         Text regions OCR found.
     redacted_regions : int
@@ -90,6 +93,7 @@ class InstanceResult:
     scores: list[float] = field(default_factory=list)
     flags: tuple[str, ...] = ()
     ocr_frames: int = 0
+    reread_frames: int = 0
     regions: int = 0
     redacted_regions: int = 0
     decisions: dict[str, int] = field(default_factory=dict)

@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset
 from scrubber.deid import Deidentifier
 from scrubber.deid.terms import capture_terms
 from scrubber.detect.decide import Policy, decide, header_match, is_lone_mark
-from scrubber.detect.ocr import OcrEngine
+from scrubber.detect.ocr import OcrEngine, Reread
 from scrubber.dicom_io.pixels import describe_pixels
 from scrubber.errors import ScrubberError
 from scrubber.pipeline.instance import _WHOLLY_INSIDE, _inside_share, _read_frames
@@ -50,6 +50,7 @@ def release_instance(
     deidentifier: Deidentifier,
     policy: Policy = Policy.ALL,
     accept_residual: bool = False,
+    reread: Reread | None = None,
 ) -> InstanceResult:
     """Paint a reviewer's boxes, check the result by OCR, and de-identify the header.
 
@@ -67,6 +68,9 @@ def release_instance(
         Which residual text counts (as in :func:`~scrubber.detect.decide.decide`).
     accept_residual : bool, optional
         Release even though text is still legible outside the boxes.
+    reread : Reread, optional
+        Read every frame in which the check finds nothing again, enlarged (default: each frame
+        is read once, at its own size).
 
     Returns
     -------
@@ -92,7 +96,7 @@ def release_instance(
             redaction = redact_instance(ds, boxes)
             verify_redaction(ds, boxes)
             result.pixels_changed = redaction.pixels_painted > 0
-        found, _ = _read_frames(ds, list(range(description.frames)), engine)
+        found, _ = _read_frames(ds, list(range(description.frames)), engine, reread)
         result.ocr_frames = description.frames
         residual = []
         for index, regions in found.items():

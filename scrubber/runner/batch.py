@@ -18,6 +18,7 @@ classifier on CUDA through ONNX Runtime in every worker.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import importlib
@@ -39,6 +40,7 @@ from pydicom.dataset import Dataset
 from scrubber.deid import DeidConfig, Deidentifier, KeyStore
 from scrubber.detect.classifier import Manifest
 from scrubber.dicom_io import flush_file, looks_like_dicom, read_instance, stage_instance
+from scrubber.dicom_io.files import UnencodableDatasetError
 from scrubber.errors import ConfigError, OutputError, ScrubberError
 from scrubber.pipeline import InstanceResult, Outcome, QuarantineReason, ScrubConfig, scrub_instance
 from scrubber.runner.deid_job import _inside, iter_files
@@ -319,12 +321,19 @@ def process(task: Task) -> WorkResult:
         final = _output_path(settings, task.name, result)
         try:
             tmp = stage_instance(result.dataset, final)
-            flush_file(tmp)
-            staged = [(tmp, final)]
-        except ScrubberError as exc:
+        except UnencodableDatasetError as exc:  # this instance, not the disk: hold it
             result.outcome = Outcome.QUARANTINED
             result.reason = QuarantineReason.INTERNAL_ERROR
             result.message = f"The output could not be written: {exc}"
+        except OutputError as exc:  # disk full, read-only: nothing is placed, the next run retries
+            return _not_written(task, digest, result.frames, exc)
+        else:
+            try:
+                flush_file(tmp)
+            except OSError as exc:
+                discard_staged([(tmp, final)])
+                return _not_written(task, digest, result.frames, exc)
+            staged = [(tmp, final)]
     result.dataset = None
     if not result.released:
         extra = {"digest": digest, "versions": worker.versions}
@@ -332,10 +341,8 @@ def process(task: Task) -> WorkResult:
             staged = stage_quarantine(
                 task.path, settings.quarantine, Path(task.name), result, extra
             )
-        except OutputError:  # disk full, read-only: nothing is placed, the next run retries
-            return WorkResult(
-                task.name, "failed", ["output_error"], None, [], digest, result.frames
-            )
+        except OutputError as exc:  # disk full, read-only: nothing is placed, the next run retries
+            return _not_written(task, digest, result.frames, exc)
     reasons = [result.reason.value] if result.reason else []
     return WorkResult(
         name=task.name,
@@ -350,6 +357,25 @@ def process(task: Task) -> WorkResult:
         stages=dict(result.seconds),
         versions=worker.versions,
     )
+
+
+def _not_written(task: Task, digest: str | None, frames: int, exc: Exception) -> WorkResult:
+    """Return ``failed`` for an input whose files could not be written (retried next run).
+
+    The log names the system error (``ENOSPC``, ``EACCES``), never the paths: input paths can
+    carry patient names.
+    """
+    cause = exc.reason if isinstance(exc, ScrubberError) else type(exc).__name__
+    for candidate in (exc, exc.__cause__, exc.__context__):
+        if isinstance(candidate, OSError) and candidate.errno:
+            cause = errno.errorcode.get(candidate.errno, cause)
+            break
+    _log.error(
+        "cannot write the files of one input (%s: disk full or read-only?); nothing of it is in "
+        "place and the next run retries it",
+        cause,
+    )
+    return WorkResult(task.name, "failed", ["output_error"], None, [], digest, frames)
 
 
 def _policy(name: str) -> Any:
@@ -474,8 +500,15 @@ class BatchRun:
         self.engine = engine
         self.address = address
         _check_paths(settings, ledger)
-        settings.out.mkdir(parents=True, exist_ok=True)
-        make_private_dirs(settings.quarantine, settings.quarantine)
+        try:
+            settings.out.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(settings.quarantine, settings.quarantine)
+        except OSError as exc:  # a read-only or missing parent: refused before any work
+            raise ConfigError(
+                f"Cannot create the output {settings.out} or the quarantine "
+                f"{settings.quarantine} ({exc.strerror or type(exc).__name__}); check that their "
+                "parents exist and are writable, or choose other places."
+            ) from None
         self._lock_fp = _lock(ledger)
         try:
             self.ledger = Ledger(ledger, fingerprint)

@@ -29,9 +29,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from scrubber.errors import ConfigError
+from scrubber.errors import ConfigError, ScrubberError
 
-__all__ = ["Ledger", "LedgerRow"]
+__all__ = ["Ledger", "LedgerError", "LedgerRow"]
+
+
+class LedgerError(ScrubberError):
+    """The ledger cannot be written (another program holds a lock on it, or the disk failed).
+
+    The run stops; what is recorded as done stays done, and rerunning the same command finishes
+    the rest.
+    """
+
+    reason = "ledger"
+
 
 SCHEMA_VERSION: Final = 1
 
@@ -139,6 +150,16 @@ class Ledger:
                 f"The ledger {self.path} cannot be created ({exc.strerror}); check the folder "
                 "and its permissions, or give another --ledger path."
             ) from None
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise ConfigError(
+                    f"The ledger {self.path} cannot be opened ({type(exc).__name__}); check the "
+                    "disk and the file, or give another --ledger path."
+                ) from None
+            raise ConfigError(
+                f"The ledger {self.path} is locked by another program (an open sqlite3 "
+                "session, a backup tool?); close it and run again."
+            ) from None
         except sqlite3.DatabaseError as exc:
             raise ConfigError(
                 f"The ledger {self.path} cannot be opened as a scrubber ledger ({exc}); give "
@@ -157,7 +178,7 @@ class Ledger:
     def _check_meta(self, fingerprint: dict[str, str]) -> None:
         stored = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         if not stored:
-            self._db.execute(
+            self._write(
                 "INSERT INTO meta VALUES ('schema', ?), ('fingerprint', ?), ('created', ?)",
                 (str(SCHEMA_VERSION), json.dumps(fingerprint, sort_keys=True), _now()),
             )
@@ -187,6 +208,23 @@ class Ledger:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
+    def _write(self, sql: str, parameters: tuple[object, ...]) -> sqlite3.Cursor:
+        """Run one write statement; a lock held elsewhere or a disk error is a typed error."""
+        try:
+            return self._db.execute(sql, parameters)
+        except sqlite3.OperationalError as exc:
+            locked = "locked" in str(exc) or "busy" in str(exc)
+            raise LedgerError(
+                f"The ledger {self.path} "
+                + (
+                    "is locked by another program (an open sqlite3 session, a backup tool?)"
+                    if locked
+                    else f"cannot be written ({type(exc).__name__})"
+                )
+                + "; the run stops here. What is done stays done: close the other program (or "
+                "free the disk) and rerun the same command to finish the rest."
+            ) from None
+
     def finished(self) -> dict[str, tuple[int, int]]:
         """Return inputs already done, with the size and modification time they had then."""
         rows = self._db.execute("SELECT input, size, mtime_ns FROM inputs WHERE state = 'done'")
@@ -208,7 +246,7 @@ class Ledger:
         The final paths of an earlier run of the same input stay recorded until the new ones
         replace them, so that a rerun of a changed input removes what the old one left.
         """
-        self._db.execute(
+        self._write(
             "INSERT INTO inputs (input, size, mtime_ns, state, updated) "
             "VALUES (?, ?, ?, 'started', ?) ON CONFLICT(input) DO UPDATE SET "
             "size = excluded.size, mtime_ns = excluded.mtime_ns, state = 'started', "
@@ -218,21 +256,21 @@ class Ledger:
 
     def committing(self, name: str, paths: list[str]) -> None:
         """Record the final paths of ``name``'s staged files before they are renamed."""
-        self._db.execute(
+        self._write(
             "UPDATE inputs SET state = 'committing', paths = ?, updated = ? WHERE input = ?",
             (json.dumps(paths), time.time(), name),
         )
 
     def reset(self, name: str) -> None:
         """Put ``name`` back to ``started`` with no final paths (its files were removed)."""
-        self._db.execute(
+        self._write(
             "UPDATE inputs SET state = 'started', paths = '[]', updated = ? WHERE input = ?",
             (time.time(), name),
         )
 
     def finish(self, row: LedgerRow, paths: list[str]) -> None:
         """Record ``row`` as done; ``paths`` are every file it produced."""
-        self._db.execute(
+        self._write(
             "UPDATE inputs SET state = 'done', digest = ?, outcome = ?, reasons = ?, output = ?, "
             "paths = ?, frames = ?, seconds = ?, stages = ?, versions = ?, updated = ? "
             "WHERE input = ?",
@@ -265,7 +303,7 @@ class Ledger:
         paths : list of str
             The files the input now has (the output; none when rejected).
         """
-        cursor = self._db.execute(
+        cursor = self._write(
             "UPDATE inputs SET outcome = ?, reasons = ?, output = ?, paths = ?, updated = ? "
             "WHERE input = ? AND state = 'done'",
             (
@@ -281,7 +319,7 @@ class Ledger:
 
     def forget(self, name: str) -> None:
         """Drop an input that no longer exists in the input tree."""
-        self._db.execute("DELETE FROM inputs WHERE input = ?", (name,))
+        self._write("DELETE FROM inputs WHERE input = ?", (name,))
 
     def rows(self) -> Iterator[LedgerRow]:
         """Every finished input, sorted by input path."""

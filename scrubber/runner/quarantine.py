@@ -71,7 +71,13 @@ def _staging(final: Path) -> tuple[int, Path]:
 
 
 def _stage(final: Path, write: Callable[[BinaryIO], object], what: str) -> Path:
-    fd, tmp = _staging(final)
+    try:
+        fd, tmp = _staging(final)
+    except OSError as exc:  # read-only or full folder: nothing was created
+        raise OutputError(
+            f"Cannot create a file in {final.parent} ({exc.strerror or type(exc).__name__}); "
+            "check free space and permissions."
+        ) from None
     try:
         with os.fdopen(fd, "wb") as fp:
             write(fp)
@@ -174,7 +180,13 @@ def stage_quarantine(
     """
     reason = (result.reason or QuarantineReason.INTERNAL_ERROR).value
     final = quarantine / reason / relative
-    make_private_dirs(final.parent, quarantine)
+    try:
+        make_private_dirs(final.parent, quarantine)
+    except OSError as exc:  # read-only or full quarantine: typed, so callers can retry later
+        raise OutputError(
+            f"Cannot create a folder in the quarantine {quarantine} "
+            f"({exc.strerror or type(exc).__name__}); check free space and permissions."
+        ) from None
     staged: list[tuple[Path, Path]] = []
     try:
         staged.append((stage_copy(source, final), final))

@@ -52,7 +52,7 @@ from scrubber import __version__
 from scrubber.deid import Deidentifier, DeidResult, KeyStore
 from scrubber.detect.ocr import OcrEngine, TextRegion
 from scrubber.dicom_io import looks_like_dicom, read_instance, stage_instance
-from scrubber.errors import ConfigError, ScrubberError
+from scrubber.errors import ConfigError, ScrubberError, where
 from scrubber.pipeline import InstanceResult, QuarantineReason, scrub_instance
 from scrubber.review import ReviewError, ReviewQueue
 from scrubber.server.page import REVIEW_PAGE, SIGN_IN_PAGE
@@ -314,7 +314,7 @@ def _scrub_upload(state: _State, data: bytes) -> tuple[InstanceResult, bytes | N
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, f"The upload is larger than the limit of {limit} bytes.")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -362,7 +362,7 @@ def _run_job_locked(state: _State, job: _Job, source: Path, settings: ServerSett
         job.state, job.error = "failed", str(exc)
     except Exception as exc:  # a job failure must not take the server down
         job.state, job.error = "failed", f"unexpected {type(exc).__name__}"
-        _log.exception("batch job failed")
+        _log.error("batch job failed (%s)", where(exc))  # where, not what: no PHI in logs
     job.finished = time.time()
 
 

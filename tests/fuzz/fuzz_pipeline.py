@@ -4,8 +4,9 @@ Each input is a mutated DICOM file (seeded with the sample instances: native, RL
 RGB, overlays). It is read, then scrubbed with the shipped classifier and an OCR stand-in that
 finds nothing (the OCR engine is not what is fuzzed). The contract checked: reading ends in the
 instance or a :class:`~scrubber.errors.ScrubberError`; scrubbing ends in an outcome (it catches
-everything, failing closed) and a quarantined result carries a reason. Anything else, a hang
-beyond ``-timeout`` or memory beyond ``-rss_limit_mb`` is a finding.
+everything, failing closed), a quarantined result carries a reason, and that reason is not
+``internal_error`` (an exception nobody typed: held, so nothing leaks, but a bug). Anything
+else, a hang beyond ``-timeout`` or memory beyond ``-rss_limit_mb`` is a finding.
 
     python tests/fuzz/fuzz_pipeline.py -max_total_time=60 -rss_limit_mb=2048 -timeout=30 CORPUS
 """
@@ -26,7 +27,7 @@ with atheris.instrument_imports(include=["scrubber"]):
     from scrubber.detect.ocr import TextRegion
     from scrubber.dicom_io import read_instance, write_instance
     from scrubber.errors import ScrubberError
-    from scrubber.pipeline import Outcome, scrub_instance
+    from scrubber.pipeline import Outcome, QuarantineReason, scrub_instance
     from scrubber.samples import iter_sample_instances
 
 _FOLDER = Path(tempfile.mkdtemp(prefix="scrubber-fuzz-"))
@@ -65,6 +66,9 @@ def one_input(data: bytes) -> None:
     )
     if result.outcome is Outcome.QUARANTINED and result.reason is None:
         raise AssertionError("a quarantined result without a reason")
+    if result.reason is QuarantineReason.INTERNAL_ERROR:
+        # held, so nothing leaks, but an exception nobody typed: a bug the fail-closed handler hid
+        raise AssertionError(f"internal error: {result.message}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from scrubber.detect import TextClassifier, load_classifier
 from scrubber.detect.ocr import TextRegion
 from scrubber.dicom_io import read_instance
 from scrubber.errors import ScrubberError
-from scrubber.pipeline import Outcome, scrub_instance
+from scrubber.pipeline import Outcome, QuarantineReason, scrub_instance
 from tests.conftest import in_ci
 
 HERE = Path(__file__).resolve().parent
@@ -55,7 +55,9 @@ def test_known_findings_end_in_a_typed_error_or_quarantine(
         engine=_NoText(),
         deidentifier=Deidentifier(DeidConfig(project="FUZZ"), b"f" * 32, None),
     )
-    assert result.outcome is Outcome.QUARANTINED and result.reason is not None
+    # released after the fix (a malformed date is emptied), or held for a named reason
+    assert result.outcome is not Outcome.QUARANTINED or result.reason is not None
+    assert result.reason is not QuarantineReason.INTERNAL_ERROR, result.message
 
 
 @pytest.mark.slow

@@ -256,3 +256,36 @@ def test_serve_refuses_a_missing_gpu_and_missing_tokens(tmp_path: Path) -> None:
         env["SCRUBBER_API_TOKENS"] = f"submitter:{SUBMIT}"
         no_gpu = CliRunner().invoke(app, [*args, "--device", "cuda"], env=env)
         assert no_gpu.exit_code == 2 and "CUDA execution provider" in no_gpu.output
+
+
+def test_an_unexpected_job_error_is_logged_by_place_not_message(
+    client: TestClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from scrubber.runner import batch
+
+    canary = "QZVCANARY-JOB-7731"
+
+    def explode(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError(f"a codec quoting a header value: {canary}")
+
+    monkeypatch.setattr(batch.BatchRun, "__init__", explode)
+    auth = {"Authorization": f"Bearer {SUBMIT}"}
+    (tmp_path / "exports" / "study").mkdir(parents=True)
+    _ct().save_as(tmp_path / "exports" / "study" / "ct.dcm", enforce_file_format=True)
+    job_id = client.post(
+        "/v1/jobs", json={"input": str(tmp_path / "exports" / "study")}, headers=auth
+    ).json()["job_id"]
+    deadline = time.monotonic() + 60
+    while (status := client.get(f"/v1/jobs/{job_id}", headers=auth).json())["state"] in (
+        "queued",
+        "running",
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert status["state"] == "failed" and status["error"] == "unexpected RuntimeError"
+    logged = "\n".join(r.getMessage() + str(r.exc_info or "") for r in caplog.records)
+    assert "batch job failed (RuntimeError at " in logged
+    assert canary not in logged and canary not in str(status)

@@ -68,3 +68,17 @@ def test_the_images_run_unprivileged_check_the_model_and_keep_telemetry_off() ->
     assert server.startswith("nvidia/cuda:") and "onnxruntime-gpu" in server
     assert "HEALTHCHECK" in server and "/readyz" in server
     assert "pip uninstall -y onnxruntime" in server  # one ONNX Runtime build only
+
+
+def test_where_names_the_place_of_an_error_but_never_its_message() -> None:
+    from scrubber.errors import where
+
+    def inner() -> None:
+        raise ValueError("PATIENT^NAME quoted by a library")
+
+    try:
+        inner()
+    except ValueError as exc:
+        text = where(exc)
+    assert text.startswith("ValueError at test_package.py:")
+    assert "(inner)" in text and "PATIENT" not in text

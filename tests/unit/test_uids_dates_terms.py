@@ -86,3 +86,11 @@ def test_terms_clean_names_ids_and_date_spellings() -> None:
     assert cleaned.startswith("CT head")
     assert "ABDOMEN" in cleaned  # no partial-word matches
     assert "DOE" in terms and len(terms) >= 5
+
+
+@pytest.mark.parametrize("value", ["2020010²", "٢٠٢٠٠١٠١", "20²00101"])
+def test_dates_with_digits_that_are_not_ascii_are_unparsable_not_a_crash(value: str) -> None:
+    # str.isdigit() accepts superscripts and other scripts' digits; int() does not take them all
+
+    with pytest.raises(UnparsableDateError):
+        DateShifter(-10).shift_da(value)
