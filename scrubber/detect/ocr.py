@@ -322,6 +322,14 @@ class Reread:
         verified enlarged, and the rest are read at their own size as before. On: every redacted
         frame whose verification read finds nothing is read again enlarged (a stricter check of
         frames whose first read found text, at about twice the verification time).
+    every_routed_frame : bool
+        Which frames the pipeline may read again. Off (default): only frames where text is
+        expected: the header says the device draws text (ultrasound, secondary capture, visible
+        light, ...) or the classifier is sure of text (score at or above ``high``, where an empty
+        read would otherwise hold the instance as ``uncertain_score``). Frames routed to OCR on a
+        middling score (most of them text-free: on a clean CT series, every such frame) are read
+        once; enlarging a 512 px slice doubled the batch run's OCR time for nothing found. On:
+        every frame sent to OCR.
     """
 
     factor: float = 2.0
@@ -329,6 +337,7 @@ class Reread:
     below: int = 1
     contrast: bool = False
     verify_every_frame: bool = False
+    every_routed_frame: bool = False
 
     def __post_init__(self) -> None:
         if not self.factor > 1.0:

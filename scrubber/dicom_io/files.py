@@ -15,7 +15,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 import pydicom
 from pydicom import config as pydicom_config
@@ -25,6 +25,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomFileLike
 from pydicom.filewriter import correct_ambiguous_vr, write_dataset, write_file_meta_info
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.valuerep import VR
 
 from scrubber.errors import NotDicomError, OutputError, UnreadableDicomError
 
@@ -125,7 +126,7 @@ def read_instance(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
                 )
             _check_complete(path, ds)
             _drop_stray_delimiters(ds)
-            _convert_all(ds)
+            _check_vrs(ds)
         except (NotDicomError, UnreadableDicomError):
             raise
         except RecursionError:
@@ -141,19 +142,29 @@ def read_instance(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
     return ds
 
 
-def _convert_all(ds: Dataset) -> None:
-    """Convert every element now, so that a value that cannot be converted fails the read.
+_KNOWN_VRS: Final = frozenset(vr.value for vr in VR)
 
-    pydicom converts raw values when they are first used; an element of an unknown VR (a
-    corrupted file) raises ``NotImplementedError`` then, deep in whatever uses it first. Found by
-    the fuzzer (in the pixel module and in the file meta): such a file must be ``unreadable``,
-    not an internal error of the pipeline.
+
+def _check_vrs(ds: Dataset) -> None:
+    """Refuse a data set whose file meta or top level holds an element of an unknown VR.
+
+    pydicom converts raw values when they are first used, and an element whose VR is not a DICOM
+    VR (a corrupted file) raises ``NotImplementedError`` then, deep in whatever uses it first.
+    Found by the fuzzer (in the pixel module and in the file meta): such a file is unreadable, not
+    an internal error of the pipeline. Only the VR codes are checked, which costs nothing; an
+    unknown VR inside a sequence surfaces when the de-identifier walks it, as a malformed element.
     """
     meta = getattr(ds, "file_meta", None)
     for data in (meta, ds):
-        if data is not None:
-            for _element in data.iterall():
-                pass
+        if data is None:
+            continue
+        for element in data._dict.values():
+            unknown = element.VR is not None and element.VR not in _KNOWN_VRS
+            if isinstance(element, RawDataElement) and unknown:
+                raise UnreadableDicomError(
+                    f"The element {element.tag} has no valid value representation; the file is "
+                    "corrupted. Re-export it from the source, or quarantine it."
+                )
 
 
 def _drop_stray_delimiters(ds: Dataset) -> None:

@@ -287,8 +287,19 @@ def _scrub(
         found: dict[int, list[TextRegion]] = {}
         enlarged: set[int] = set()
         if routed:
+            # enlarged second reads where text is expected (see Reread.every_routed_frame)
+            reread = config.reread
+            enlarge = (
+                None
+                if reread is None or reread.every_routed_frame
+                else {
+                    index
+                    for index in routed
+                    if result.flags or expects_text(scores[index], thresholds)
+                }
+            )
             with stages.time("ocr"):
-                found, enlarged = _read_frames(ds, routed, engine, config.reread)
+                found, enlarged = _read_frames(ds, routed, engine, reread, enlarge)
             result.ocr_frames = len(routed)
             result.reread_frames = len(enlarged)
         empty_but_sure = [

@@ -213,7 +213,7 @@ def _labelled(frames: int = 1) -> Dataset:
 def test_text_only_the_enlarged_read_finds_is_blacked_out_and_verified_enlarged(
     classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _pin_scores(monkeypatch, (classifier.thresholds.low + classifier.thresholds.high) / 2)
+    _pin_scores(monkeypatch, classifier.thresholds.high)  # the classifier is sure of text
     ds = _labelled()
     engine = _Scripted(_only_enlarged(96))
     result = scrub_instance(ds, classifier=classifier, engine=engine, deidentifier=deidentifier)
@@ -311,7 +311,30 @@ def test_cine_frames_identical_after_rendering_are_read_and_enlarged_once(
     _pin_scores(monkeypatch, 0.5)
     engine = _Scripted(_only_enlarged(96))
     ds = _labelled(frames=3)
+    ds.Modality = "US"  # the header says the device draws text: middling scores are re-read too
     result = scrub_instance(ds, classifier=classifier, engine=engine, deidentifier=deidentifier)
     assert result.outcome is Outcome.SCRUBBED and result.reread_frames == 3
     assert len(engine.views) == 4  # one frame's two reads, first and on verification
     assert all(frame[4:14, 6:60].max() == 0 for frame in iter_frames(ds))
+
+
+def test_a_middling_score_without_a_header_flag_is_read_once_unless_asked(
+    classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a CT slice sent to OCR on a middling score: most are text-free, enlarging them costs a lot
+    _pin_scores(monkeypatch, (classifier.thresholds.low + classifier.thresholds.high) / 2)
+    engine = _Scripted(_only_enlarged(96))
+    result = scrub_instance(
+        _labelled(), classifier=classifier, engine=engine, deidentifier=deidentifier
+    )
+    assert result.outcome is Outcome.CLEAN and result.reread_frames == 0
+    assert engine.shapes == [(96, 128)]
+    engine = _Scripted(_only_enlarged(96))
+    result = scrub_instance(
+        _labelled(),
+        classifier=classifier,
+        engine=engine,
+        deidentifier=deidentifier,
+        config=ScrubConfig(reread=Reread(every_routed_frame=True)),
+    )
+    assert result.outcome is Outcome.SCRUBBED and result.reread_frames == 1
