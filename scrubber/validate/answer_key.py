@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from scrubber.errors import InputError
@@ -396,8 +396,3 @@ def _instance(row: dict[str, object]) -> InstanceAnswers:
         burned_in=bool(row.get("burned_in")),
         answers=answers,
     )
-
-
-def answers_as_dicts(instance: InstanceAnswers) -> list[dict[str, object]]:
-    """Return an instance's answers as plain dictionaries (for reports)."""
-    return [asdict(a) for a in instance.answers]

@@ -41,7 +41,6 @@ from pydicom.multival import MultiValue
 
 from scrubber.errors import ConfigError, InputError
 from scrubber.validate.answer_key import (
-    ACTIONS,
     REMOVALS,
     Answer,
     AnswerKey,
@@ -53,6 +52,7 @@ from scrubber.validate.score import (
     text_removed,
     text_retained,
     token_legible,
+    values_digest,
     words,
 )
 
@@ -321,14 +321,12 @@ def _check_header(
 def _check_pixels(
     answer: Answer, instance: _Instance, reader: OcrReader
 ) -> tuple[CheckResult, str]:
-    from scrubber.validate.synth import frame_digest
-
     frames = instance.frames()
     frame = answer.frame or 0
     if frame >= len(frames):
         return CheckResult(False, 0.0), "the frame is not in the output"
     if answer.action == "pixels_retained":
-        ok = frame_digest(frames[frame]) == answer.action_text
+        ok = values_digest(frames[frame]) == answer.action_text
         return CheckResult(ok, float(ok)), "" if ok else "the frame's values changed"
     assert answer.box is not None
     view = instance.view(frame)
@@ -737,8 +735,3 @@ def _html(
         )
     out.write("</div></body></html>")
     return out.getvalue()
-
-
-def action_names() -> tuple[str, ...]:
-    """Return the actions a key may hold, in report order."""
-    return ACTIONS

@@ -8,13 +8,22 @@ box finds none of its words, fuzzily (OCR drops and confuses characters): :func:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CheckResult", "box_view", "text_removed", "text_retained", "token_legible", "words"]
+__all__ = [
+    "CheckResult",
+    "box_view",
+    "text_removed",
+    "text_retained",
+    "token_legible",
+    "values_digest",
+    "words",
+]
 
 _STOP_WORDS = frozenset(
     (
@@ -226,3 +235,23 @@ def box_view(view: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return np.asarray(
         cv2.copyMakeBorder(crop, border, border, border, border, cv2.BORDER_CONSTANT, value=0)
     )
+
+
+def values_digest(frame: np.ndarray) -> str:
+    """Return the SHA-256 digest of one decoded frame's values (shape, type and values).
+
+    Parameters
+    ----------
+    frame : numpy.ndarray
+        A frame as :func:`~scrubber.dicom_io.pixels.iter_frames` gives it.
+
+    Returns
+    -------
+    str
+        A hex digest that changes when any value, the shape or the sample type changes, and not
+        when only the encoding (transfer syntax, byte order) does.
+    """
+    canonical = np.ascontiguousarray(frame, dtype=frame.dtype.newbyteorder("<"))
+    digest = hashlib.sha256(f"{canonical.dtype.str}{canonical.shape}".encode())
+    digest.update(canonical.tobytes())
+    return digest.hexdigest()

@@ -21,11 +21,10 @@ to OCR before it goes into the key, so that a ``pixels_hidden`` pass means somet
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +53,6 @@ __all__ = [
     "SynthResult",
     "SynthSettings",
     "bundled_backgrounds",
-    "frame_digest",
     "load_backgrounds",
     "synthesize",
 ]
@@ -958,26 +956,6 @@ def _meta(ds: Dataset) -> None:
     ds.file_meta = meta
 
 
-def frame_digest(frame: np.ndarray) -> str:
-    """Return the SHA-256 digest of one decoded frame's values (shape, type and values).
-
-    Parameters
-    ----------
-    frame : numpy.ndarray
-        A frame as :func:`~scrubber.dicom_io.pixels.iter_frames` gives it.
-
-    Returns
-    -------
-    str
-        A hex digest that changes when any value, the shape or the sample type changes, and not
-        when only the encoding (transfer syntax, byte order) does.
-    """
-    canonical = np.ascontiguousarray(frame, dtype=frame.dtype.newbyteorder("<"))
-    digest = hashlib.sha256(f"{canonical.dtype.str}{canonical.shape}".encode())
-    digest.update(canonical.tobytes())
-    return digest.hexdigest()
-
-
 OcrReader = Callable[[np.ndarray], str]
 
 
@@ -1022,6 +1000,7 @@ def synthesize(
         If ``out/input`` already holds files, or the images folder has no usable image.
     """
     from scrubber.dicom_io.pixels import iter_frames
+    from scrubber.validate.score import values_digest
 
     input_dir = out / "input"
     if input_dir.exists() and any(input_dir.iterdir()):
@@ -1082,7 +1061,7 @@ def synthesize(
                     tag="(7FE0,0010)",
                     tag_ds="(7FE0,0010)",
                     tag_name="Pixel Data",
-                    action_text=frame_digest(frame),
+                    action_text=values_digest(frame),
                     frame=frame_index,
                     category="pixels",
                 )
@@ -1159,9 +1138,3 @@ def _legible_draw(
         "Burned-in text stayed illegible to OCR even when enlarged on a black band; the image "
         "is unsuitable. Leave it out of --images."
     )
-
-
-def iter_answer_paths(key: AnswerKey) -> Iterator[str]:
-    """Yield the relative input path of every instance in a key."""
-    for instance in key:
-        yield instance.file_path

@@ -26,7 +26,7 @@ from scrubber.redact import Box
 from scrubber.redact.instance import redact_instance
 from scrubber.validate import AnswerKey, AnswerKeyError, SynthSettings, evaluate, synthesize
 from scrubber.validate.evaluate import EvaluationError, read_mapping, write_report
-from scrubber.validate.synth import frame_digest
+from scrubber.validate.score import values_digest
 
 runner = CliRunner()
 
@@ -119,7 +119,7 @@ def test_synth_writes_files_and_a_key_that_describes_each_of_them(validation_set
         else:
             retained = [a for a in instance.answers if a.action == "pixels_retained"]
             assert len(retained) == instance.frames
-            assert frame_digest(next(iter_frames(ds))) == retained[0].action_text
+            assert values_digest(next(iter_frames(ds))) == retained[0].action_text
     assert sum(i.burned_in for i in key) == 4
 
 

@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 
 from scrubber.validate.answer_key import Answer, AnswerKey, InstanceAnswers
-from scrubber.validate.score import box_view, text_removed, text_retained, token_legible, words
-from scrubber.validate.synth import frame_digest
+from scrubber.validate.score import (
+    box_view,
+    text_removed,
+    text_retained,
+    token_legible,
+    values_digest,
+    words,
+)
 
 
 def test_words_drop_stop_words_punctuation_and_repeats() -> None:
@@ -75,13 +81,13 @@ def test_box_view_frames_the_box_on_a_black_border() -> None:
     assert framed[0, 0] == 0 and framed[border + 1, border + 1] == 128
 
 
-def test_frame_digest_sees_values_not_encoding() -> None:
+def test_values_digest_sees_values_not_encoding() -> None:
     frame = np.arange(12, dtype="<u2").reshape(3, 4)
-    assert frame_digest(frame) == frame_digest(frame.astype(">u2"))
+    assert values_digest(frame) == values_digest(frame.astype(">u2"))
     changed = frame.copy()
     changed[0, 0] += 1
-    assert frame_digest(changed) != frame_digest(frame)
-    assert frame_digest(frame.astype(np.uint8)) != frame_digest(frame)
+    assert values_digest(changed) != values_digest(frame)
+    assert values_digest(frame.astype(np.uint8)) != values_digest(frame)
 
 
 def test_the_key_round_trips_through_sqlite_and_json_in_the_midi_format(tmp_path: Path) -> None:
