@@ -7,10 +7,12 @@ dev extra); Selenium is pointed at the system driver, so nothing is downloaded.
 
 from __future__ import annotations
 
+import gc
 import shutil
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,6 +92,13 @@ def server(tmp_path: Path) -> Iterator[tuple[str, ServerSettings]]:
     yield base, settings
     uv.should_exit = True
     thread.join(timeout=10)
+    # Uvicorn stops with the browser's keep-alive connections still referenced, and Selenium's
+    # client pool may hold one too: collect them here, quietly, rather than let the garbage
+    # collector finalise them during a later test (a ResourceWarning there, an error under
+    # filterwarnings=error, in whatever test happens to run next).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 @pytest.fixture
