@@ -37,6 +37,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
+from pydicom.valuerep import VR
 
 from scrubber import __version__
 from scrubber.deid.dates import DateShifter, UnparsableDateError, shift_days_from_secret
@@ -51,7 +52,12 @@ from scrubber.deid.profile import (
 )
 from scrubber.deid.terms import IDENTIFYING_KEYWORDS, HeaderTerms, element_vr
 from scrubber.deid.uids import UIDRemapper, is_well_known_uid
-from scrubber.errors import ConfigError, DeidentificationError, ScrubberError
+from scrubber.errors import (
+    ConfigError,
+    DeidentificationError,
+    ScrubberError,
+    UnreadableDicomError,
+)
 
 __all__ = [
     "DateShiftScope",
@@ -89,6 +95,15 @@ _IDENTIFYING_TAGS = frozenset(int(tag_for_keyword(k) or 0) for k in IDENTIFYING_
 # remapped, dates shifted.
 _UNLISTED_WORK_VRS = frozenset({"SQ", "UI", "DA", "DT", "PN"})
 _NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV", "IS", "DS"})
+#: The VR codes DICOM defines; a raw element with any other cannot be interpreted or rewritten.
+_KNOWN_VRS = frozenset(vr.value for vr in VR)
+
+
+def _unknown_vr(vr: str | None) -> bool:
+    """Whether a raw element's VR code is one DICOM does not define (None: implicit, looked up)."""
+    return vr is not None and vr not in _KNOWN_VRS
+
+
 _DUMMY_TEXT = "ANONYMIZED"
 _DUMMY_BY_VR: dict[str, object] = {
     "DA": "19000101",
@@ -530,6 +545,9 @@ class Deidentifier:
             If the instance carries an encapsulated document.
         DeidentificationError
             If the data set cannot be walked (malformed values, nesting too deep).
+        UnreadableDicomError
+            If an element inside a sequence has a VR that DICOM does not define (a corrupted
+            file: it could only be copied through, unreadable to the next reader).
         """
         walk = _Walk(terms=HeaderTerms(), shifter=None, actions=Counter())
         # pydicom warns about odd values while converting them, quoting them: never let that out.
@@ -671,7 +689,14 @@ class Deidentifier:
                     del ds[tag]
                     walk.changes += 1
                 continue
-            raw = ds.get_item(tag)
+            raw: DataElement | RawDataElement = ds.get_item(tag)
+            if isinstance(raw, RawDataElement) and _unknown_vr(raw.VR):
+                # A value nothing can interpret, only copy: written back raw it would make the
+                # output unreadable to the next reader (the reader refuses it at the top level)
+                raise UnreadableDicomError(
+                    f"The element {tag} (in a sequence, {depth} level(s) deep) has no valid "
+                    "value representation; the file is corrupted. Re-export it from the source."
+                )
             vr = element_vr(tag, raw)
             if vr in ("PN", "DA") or number in _IDENTIFYING_TAGS:
                 self._capture(ds, tag, raw, vr, walk)

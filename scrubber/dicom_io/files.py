@@ -152,7 +152,7 @@ def _check_vrs(ds: Dataset) -> None:
     VR (a corrupted file) raises ``NotImplementedError`` then, deep in whatever uses it first.
     Found by the fuzzer (in the pixel module and in the file meta): such a file is unreadable, not
     an internal error of the pipeline. Only the VR codes are checked, which costs nothing; an
-    unknown VR inside a sequence surfaces when the de-identifier walks it, as a malformed element.
+    unknown VR inside a sequence is refused the same way when the de-identifier walks it.
     """
     meta = getattr(ds, "file_meta", None)
     for data in (meta, ds):

@@ -38,6 +38,8 @@ class QuarantineReason(enum.StrEnum):
     VERIFICATION_FAILED = "verification_failed"
     #: An unexpected error; the instance is held back rather than released.
     INTERNAL_ERROR = "internal_error"
+    #: Processing it ended the worker process twice (a decoder crash, memory exhausted).
+    WORKER_CRASHED = "worker_crashed"
 
 
 @dataclass

@@ -28,7 +28,7 @@ import multiprocessing
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -423,15 +423,20 @@ def uid_layout_path(out_root: Path, ds: Dataset, name: str) -> Path:
     return out_root.joinpath(*parts, f"{sop}.dcm")
 
 
+#: Inputs in a row whose worker died, each alone, that stop the run (not one input's fault).
+_CRASHES_IN_A_ROW: Final = 3
+
+
+class _WorkerDiedError(Exception):
+    """A worker process of the local pool died; the pool cannot be used any more."""
+
+
 def _outcome(future: Future[WorkResult], name: str) -> WorkResult:
     """Return the worker's result, or a ``failed`` one (left for the next run) if it raised."""
     try:
         return future.result()
     except BrokenProcessPool:
-        raise RunnerError(
-            "A worker process died (killed, or out of memory); the inputs it held are not done "
-            "and nothing of them is in place. Rerun the same command to finish them."
-        ) from None
+        raise _WorkerDiedError from None
     except Exception as exc:  # a bug in one input's work must not stop the others
         _log.error(
             "the work on one input raised %s; it is left for the next run", type(exc).__name__
@@ -608,24 +613,85 @@ class BatchRun:
                 self.ledger.start(task.name, task.size, task.mtime_ns)
                 yield process(task)
             return
+        queue = deque(tasks)
+        while queue:
+            suspects = yield from self._pooled(queue, self.workers, 2 * self.workers)
+            # A worker died (a decoder crash, the kernel's out-of-memory killer) and the pool with
+            # it. Every input in flight then is redone alone in a fresh worker: one that ends its
+            # worker again is held, and the run goes on without it.
+            yield from self._isolate(deque(suspects))
+
+    def _isolate(self, suspects: deque[Task]) -> Iterator[WorkResult]:
+        """Redo ``suspects`` one at a time, each alone in a worker; hold those that end it.
+
+        Workers that die for inputs in a row, with none finishing in between, point at something
+        other than one input (models that cannot load, memory exhausted whatever the input): the
+        run stops then, holding nothing, and the inputs stay for the next run.
+        """
+        crashed: list[Task] = []
+        in_a_row = 0
+        while suspects:
+            finished = [0]
+            died = yield from self._pooled(suspects, 1, 1, finished)
+            in_a_row = (0 if finished[0] else in_a_row) + len(died)
+            crashed.extend(died)
+            if in_a_row >= _CRASHES_IN_A_ROW:
+                raise RunnerError(
+                    f"Worker processes died on {in_a_row} inputs in a row, each processed alone: "
+                    "something other than one input is wrong (the models cannot load, or memory "
+                    "runs out whatever the input). Nothing of those inputs is in place; check "
+                    "the log and the machine, then rerun the same command."
+                )
+        for task in crashed:
+            yield self._crashed(task)
+
+    def _pooled(
+        self,
+        queue: deque[Task],
+        workers: int,
+        in_flight: int,
+        finished_count: list[int] | None = None,
+    ) -> Generator[WorkResult, None, list[Task]]:
+        """Run ``queue``'s tasks on a fresh pool of ``workers`` processes, yielding each result.
+
+        At most ``in_flight`` tasks are submitted at a time; ``finished_count[0]`` counts the
+        results yielded. Returns the tasks that were in flight when a worker process died (the
+        pool is unusable then); the tasks not yet submitted stay in ``queue``.
+        """
         context = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=_init_worker, initargs=(self.settings,)
+            workers, mp_context=context, initializer=_init_worker, initargs=(self.settings,)
         )
-        queue = deque(tasks)
-        running: set[Future[WorkResult]] = set()
-        names: dict[Future[WorkResult], str] = {}
+        running: dict[Future[WorkResult], Task] = {}
+        suspects: list[Task] = []
         try:
-            while queue or running:
-                while queue and len(running) < 2 * self.workers:
+            while (queue or running) and not suspects:
+                while queue and len(running) < in_flight:
                     task = queue.popleft()
                     self.ledger.start(task.name, task.size, task.mtime_ns)
-                    future = pool.submit(process, task)
-                    names[future] = task.name
-                    running.add(future)
-                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                    running[pool.submit(process, task)] = task
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    yield _outcome(future, names.pop(future))
+                    task = running.pop(future)
+                    try:
+                        result = _outcome(future, task.name)
+                    except _WorkerDiedError:
+                        suspects.append(task)
+                        continue
+                    if finished_count is not None:
+                        finished_count[0] += 1
+                    yield result
+            if suspects:
+                _log.error(
+                    "a worker process died (a decoder crash, or out of memory); the %d input(s) "
+                    "it could have held are redone one at a time",
+                    len(suspects) + len(running),
+                )
+                for future, task in running.items():  # their results are lost with the pool
+                    if future.done() and not future.cancelled() and future.exception() is None:
+                        discard_staged(future.result().staged)
+                    suspects.append(task)
+                running.clear()
         finally:
             for future in running:
                 future.cancel()
@@ -633,6 +699,37 @@ class BatchRun:
             for future in running:  # finished after we stopped listening: withdraw its files
                 if future.done() and not future.cancelled() and future.exception() is None:
                     discard_staged(future.result().staged)
+        return suspects
+
+    def _crashed(self, task: Task) -> WorkResult:
+        """Hold an input whose processing ended its worker process twice (``worker_crashed``).
+
+        The original goes to the quarantine with its note and no preview: rendering it here could
+        take the driver down the same way.
+        """
+        digest = _digest(task.path)
+        result = InstanceResult(
+            outcome=Outcome.QUARANTINED,
+            reason=QuarantineReason.WORKER_CRASHED,
+            message=(
+                "Processing this file ended the worker process twice (a decoder crash, or memory "
+                "exhausted): it is held without a preview. Check it with another tool before "
+                "releasing it."
+            ),
+        )
+        try:
+            staged = stage_quarantine(
+                task.path,
+                self.settings.quarantine,
+                Path(task.name),
+                result,
+                {"digest": digest},
+                with_preview=False,
+            )
+        except OutputError as exc:
+            return _not_written(task, digest, 0, exc)
+        reason = QuarantineReason.WORKER_CRASHED.value
+        return WorkResult(task.name, "quarantined", [reason], str(staged[0][1]), staged, digest)
 
     def _ray_results(self, tasks: list[Task]) -> Iterator[WorkResult]:
         """Process ``tasks`` on a pool of Ray actors, each holding its models (one CPU each)."""

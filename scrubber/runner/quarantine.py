@@ -151,6 +151,8 @@ def stage_quarantine(
     relative: Path,
     result: InstanceResult,
     extra: Mapping[str, object] | None = None,
+    *,
+    with_preview: bool = True,
 ) -> list[tuple[Path, Path]]:
     """Stage the original, its JSON note and its preview in the quarantine.
 
@@ -166,6 +168,8 @@ def stage_quarantine(
         The pipeline's result (reason, message, scores, flags, proposed boxes).
     extra : mapping, optional
         More JSON-ready facts for the note (digest, model versions).
+    with_preview : bool, optional
+        Render the PNG preview (decodes the file; off for a file that crashed its worker).
 
     Returns
     -------
@@ -203,7 +207,7 @@ def stage_quarantine(
         sidecar = final.with_name(final.name + ".json")
         body = (json.dumps(note, indent=2) + "\n").encode("utf-8")
         staged.append((stage_bytes(sidecar, body), sidecar))
-        png = preview_png(source, result.boxes, result.scores)
+        png = preview_png(source, result.boxes, result.scores) if with_preview else None
         if png is not None:
             preview = final.with_name(final.name + ".png")
             staged.append((stage_bytes(preview, png), preview))

@@ -411,12 +411,13 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def test_a_worker_killed_mid_instance_stops_the_run_and_the_rerun_loses_nothing(
+def test_a_worker_killed_mid_instance_does_not_stop_the_run_and_nothing_is_lost(
     tmp_path: Path,
 ) -> None:
-    """SIGKILL one worker (the OOM killer, say) while the driver lives: the driver stops with a
-    clear message (exit 2), nothing of the unfinished inputs is under a final name, and the
-    same command run again finishes every input exactly once."""
+    """SIGKILL one worker (the OOM killer, say) while the driver lives: the driver redoes what
+    the lost pool had in flight, each input alone in a fresh worker, and the run finishes every
+    input exactly once; none is blamed (each finishes when redone). An input that kills its
+    worker every time is held as ``worker_crashed``: tests/integration/test_worker_crash.py."""
     source, out = tmp_path / "in", tmp_path / "out"
     write_samples(source / "samples", patients=1, seed=9)
     ct = next(
@@ -448,21 +449,17 @@ def test_a_worker_killed_mid_instance_stops_the_run_and_the_rerun_loses_nothing(
             os.kill(killed, signal.SIGKILL)
     assert killed is not None, "the run finished before a worker could be killed"
     _stdout, stderr = process.communicate(timeout=300)
-    assert process.returncode == 2, stderr[-2000:]
-    assert "worker process died" in stderr and "Rerun the same command" in stderr
+    assert process.returncode == 0, stderr[-2000:]  # nothing held: every input finished
+    assert "worker process died" in stderr and "redone one at a time" in stderr
     assert "Traceback" not in stderr
     with sqlite3.connect(ledger) as db:
         unfinished = db.execute("SELECT COUNT(*) FROM inputs WHERE state != 'done'").fetchone()
-    assert unfinished[0] > 0
-    rerun = subprocess.run(
-        command, check=False, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert rerun.returncode in (0, 1), rerun.stderr[-2000:]
+    assert unfinished[0] == 0
     rows = check_one_place(source, out, tmp_path / "out.quarantine", report)
     assert len(rows) == len(input_names(source))
     for row in rows:
-        if row["outcome"] in ("clean", "scrubbed"):
-            pydicom.dcmread(row["output"])  # complete files only
+        assert row["outcome"] in ("clean", "scrubbed"), row
+        pydicom.dcmread(row["output"])  # complete files only
 
 
 # ---------------------------------------------------------------------------------------------

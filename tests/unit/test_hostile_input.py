@@ -73,3 +73,36 @@ def test_tiny_and_headerless_fragments(tmp_path: Path, size: int) -> None:
     source.write_bytes(_sample_bytes()[0][:size])
     with pytest.raises(ScrubberError):
         read_instance(source)
+
+
+def test_unknown_vr_inside_a_kept_sequence_is_refused_not_copied(tmp_path: Path) -> None:
+    """A nested element whose VR DICOM does not define is refused as unreadable.
+
+    The reader checks the top level; inside a sequence the de-identifier meets it. Copied through
+    raw (as it was), it made an output that the next reader fails on.
+    """
+    from io import BytesIO
+
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from scrubber.errors import UnreadableDicomError
+    from scrubber.samples import build_instance, sample_patients
+
+    ds = build_instance(sample_patients(1, seed=3)[0], modality="CT", series="vr")
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "T-D3000", "SRT", "QQQQQQ"
+    ds.AnatomicRegionSequence = Sequence([item])  # kept by the profile: its items are walked
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    data = buffer.getvalue()
+    at = data.find(b"LO\x06\x00QQQQQQ")
+    assert at > 0
+    source = tmp_path / "nested-bad-vr.dcm"
+    source.write_bytes(data[:at] + b"ZZ" + data[at + 2 :])
+
+    read = read_instance(source)  # the top level is sound
+    with pytest.raises(UnreadableDicomError) as caught:
+        Deidentifier(DeidConfig(project="FUZZ"), SECRET, None).deidentify(read)
+    assert "QQQQQQ" not in str(caught.value)
+    assert "sequence" in str(caught.value)
