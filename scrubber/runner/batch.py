@@ -521,6 +521,7 @@ class BatchRun:
             self._lock_fp.close()
             raise
         self.fingerprint = fingerprint
+        self._worker_died = False  # set when a worker process died during run()
 
     def close(self) -> None:
         """Close the ledger and release the output lock."""
@@ -544,13 +545,20 @@ class BatchRun:
             for name in paths:
                 with contextlib.suppress(FileNotFoundError):
                     Path(name).unlink()
+        self._sweep_temporaries()
+        return len(unsettled)
+
+    def _sweep_temporaries(self) -> None:
+        """Delete every hidden temporary of scrubber's under the output and the quarantine.
+
+        Only while no worker is writing: before work starts, or after it has all ended.
+        """
         for root in (self.settings.out, self.settings.quarantine):
             for directory, _dirs, files in os.walk(root):
                 for file in files:
                     if file.startswith(".") and file.endswith(".tmp"):
                         with contextlib.suppress(FileNotFoundError):
                             (Path(directory) / file).unlink()
-        return len(unsettled)
 
     def plan(self) -> tuple[list[Task], int]:
         """List inputs still to do (new, changed or unfinished) and count those already done."""
@@ -588,6 +596,7 @@ class BatchRun:
         """
         summary = RunSummary()
         started = time.perf_counter()
+        self._worker_died = False
         try:
             for result in self._results(tasks):
                 row = self._commit(result)
@@ -598,6 +607,8 @@ class BatchRun:
                 summary.stage_seconds.update(result.stages)
                 if on_result is not None:
                     on_result(row)
+            if self._worker_died:  # a dead worker may have left a half-written temporary
+                self._sweep_temporaries()
         finally:
             summary.seconds = time.perf_counter() - started
             summary.ledger_counts = Counter(r.outcome for r in self.ledger.rows())
@@ -669,7 +680,11 @@ class BatchRun:
                 while queue and len(running) < in_flight:
                     task = queue.popleft()
                     self.ledger.start(task.name, task.size, task.mtime_ns)
-                    running[pool.submit(process, task)] = task
+                    try:
+                        running[pool.submit(process, task)] = task
+                    except BrokenProcessPool:  # a worker died since the last look
+                        suspects.append(task)
+                        break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     task = running.pop(future)
@@ -682,6 +697,7 @@ class BatchRun:
                         finished_count[0] += 1
                     yield result
             if suspects:
+                self._worker_died = True
                 _log.error(
                     "a worker process died (a decoder crash, or out of memory); the %d input(s) "
                     "it could have held are redone one at a time",
@@ -735,7 +751,7 @@ class BatchRun:
         """Process ``tasks`` on a pool of Ray actors, each holding its models (one CPU each)."""
         try:  # typed as Any: Ray is an optional extra
             ray: Any = importlib.import_module("ray")
-            actor_pool: Any = importlib.import_module("ray.util").ActorPool
+            importlib.import_module("ray.exceptions")
         except ImportError:
             raise ConfigError("--engine ray needs Ray: pip install 'scrubber[ray]'.") from None
         started_here = not ray.is_initialized()
@@ -748,20 +764,73 @@ class BatchRun:
                 options.update(num_cpus=self.workers, object_store_memory=_RAY_STORE_BYTES)
             ray.init(**options)
         gpus = 1 if self.settings.device == "cuda" else 0
-        actor = ray.remote(num_cpus=1, num_gpus=gpus)(RayWorker)
-        actors = [actor.remote(self.settings) for _ in range(self.workers)]
-        pool = actor_pool(actors)
-        queue = deque(tasks)
+        remote = ray.remote(num_cpus=1, num_gpus=gpus)(RayWorker)
+        idle = [remote.remote(self.settings) for _ in range(self.workers)]
+        everyone = list(idle)
+        # Each actor holds one input at a time, so an actor that dies names its input: it is
+        # redone once on a fresh actor, and held as worker_crashed if that one dies too.
+        queue: deque[tuple[Task, bool]] = deque((task, False) for task in tasks)
+        flying: dict[Any, tuple[Any, Task, bool]] = {}
+        crashed: list[Task] = []
+        in_a_row = 0
         try:
-            while queue or pool.has_next():
-                while queue and pool.has_free():
-                    task = queue.popleft()
+            while queue or flying:
+                while queue and idle:
+                    task, retry = queue.popleft()
+                    handle = idle.pop()
                     self.ledger.start(task.name, task.size, task.mtime_ns)
-                    pool.submit(lambda worker, item: worker.process.remote(item), task)
-                yield pool.get_next_unordered()
+                    flying[handle.process.remote(task)] = (handle, task, retry)
+                ready, _ = ray.wait(list(flying), num_returns=1)
+                for ref in ready:
+                    handle, task, retry = flying.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayActorError:
+                        self._worker_died = True
+                        with contextlib.suppress(Exception):
+                            ray.kill(handle)
+                        fresh = remote.remote(self.settings)
+                        everyone.append(fresh)
+                        idle.append(fresh)
+                        if not retry:
+                            _log.error(
+                                "a Ray worker died (a decoder crash, or out of memory); its "
+                                "input is redone on a fresh one"
+                            )
+                            queue.appendleft((task, True))
+                            continue
+                        crashed.append(task)
+                        in_a_row += 1
+                        if in_a_row >= _CRASHES_IN_A_ROW:
+                            raise RunnerError(
+                                f"Ray workers died on {in_a_row} inputs in a row, each twice: "
+                                "something other than one input is wrong (the models cannot "
+                                "load, or memory runs out whatever the input). Nothing of those "
+                                "inputs is in place; check the cluster, then rerun."
+                            ) from None
+                        continue
+                    except ray.exceptions.RayTaskError as exc:  # a bug: this input only
+                        idle.append(handle)
+                        _log.error(
+                            "the work on one input raised %s; it is left for the next run",
+                            type(exc.cause).__name__ if exc.cause else "an error",
+                        )
+                        yield WorkResult(task.name, "failed", ["internal_error"], None, [], None)
+                        continue
+                    idle.append(handle)
+                    in_a_row = 0
+                    yield result
+            for task in crashed:
+                yield self._crashed(task)
         finally:
-            for handle in actors:
-                ray.kill(handle)
+            for handle in everyone:
+                with contextlib.suppress(Exception):
+                    ray.kill(handle)
+            for ref, (_handle, _task, _retry) in flying.items():  # withdraw what they staged
+                with contextlib.suppress(Exception):
+                    ready, _ = ray.wait([ref], timeout=0)
+                    if ready:
+                        discard_staged(ray.get(ref).staged)
             if started_here:
                 ray.shutdown()
 
