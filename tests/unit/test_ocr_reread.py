@@ -19,10 +19,10 @@ from pydicom.uid import UID
 from scrubber.deid import Deidentifier
 from scrubber.detect import TextClassifier, load_classifier
 from scrubber.detect.ocr import DEFAULT_REREAD, Reread, TextRegion, load_engine, read_text
-from scrubber.dicom_io.pixels import describe_pixels, iter_frames
+from scrubber.dicom_io.pixels import iter_frames
 from scrubber.pipeline import Outcome, QuarantineReason, ScrubConfig, scrub_instance
-from scrubber.pipeline import instance as pipeline_module
 from scrubber.samples import build_image
+from tests.pinned_scores import pin_scores
 
 
 class _Scripted:
@@ -189,13 +189,6 @@ def classifier() -> TextClassifier:
     return load_classifier(threads=1)
 
 
-def _pin_scores(monkeypatch: pytest.MonkeyPatch, score: float) -> None:
-    def fake(_classifier: TextClassifier, ds: Dataset) -> np.ndarray:
-        return np.full(describe_pixels(ds).frames, score, np.float32)
-
-    monkeypatch.setattr(pipeline_module, "score_instance", fake)
-
-
 def _labelled(frames: int = 1) -> Dataset:
     """A CT-like 8-bit instance with a bright 'label' on every frame."""
     ds, _ = build_image(bits_stored=8, rows=96, columns=128, frames=frames)
@@ -213,7 +206,7 @@ def _labelled(frames: int = 1) -> Dataset:
 def test_text_only_the_enlarged_read_finds_is_blacked_out_and_verified_enlarged(
     classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _pin_scores(monkeypatch, classifier.thresholds.high)  # the classifier is sure of text
+    pin_scores(monkeypatch, classifier.thresholds.high)  # the classifier is sure of text
     ds = _labelled()
     engine = _Scripted(_only_enlarged(96))
     result = scrub_instance(ds, classifier=classifier, engine=engine, deidentifier=deidentifier)
@@ -226,7 +219,7 @@ def test_text_only_the_enlarged_read_finds_is_blacked_out_and_verified_enlarged(
 def test_without_the_re_read_the_faint_label_passes_as_clean(
     classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _pin_scores(monkeypatch, (classifier.thresholds.low + classifier.thresholds.high) / 2)
+    pin_scores(monkeypatch, (classifier.thresholds.low + classifier.thresholds.high) / 2)
     ds = _labelled()
     before = bytes(ds.PixelData)
     engine = _Scripted(_only_enlarged(96))
@@ -244,7 +237,7 @@ def test_without_the_re_read_the_faint_label_passes_as_clean(
 def test_a_sure_frame_found_empty_only_at_its_size_is_not_uncertain_any_more(
     classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _pin_scores(monkeypatch, 0.99)
+    pin_scores(monkeypatch, 0.99)
     result = scrub_instance(
         _labelled(), classifier=classifier, engine=_Scripted(_only_enlarged(96)),
         deidentifier=deidentifier,
@@ -260,7 +253,7 @@ def test_a_sure_frame_found_empty_only_at_its_size_is_not_uncertain_any_more(
 def test_text_left_that_only_the_enlarged_verification_sees_is_blacked_out_in_turn(
     classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _pin_scores(monkeypatch, 0.99)
+    pin_scores(monkeypatch, 0.99)
     seen = _only_enlarged(96)
 
     def script(view: np.ndarray) -> list[TextRegion]:
@@ -282,7 +275,7 @@ def test_text_left_that_only_the_enlarged_verification_sees_is_blacked_out_in_tu
 def test_frames_found_at_their_own_size_are_verified_at_it_unless_asked(
     classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _pin_scores(monkeypatch, 0.99)
+    pin_scores(monkeypatch, 0.99)
 
     def bright(view: np.ndarray) -> list[TextRegion]:
         grey = view if view.ndim == 2 else view.max(axis=2)
@@ -308,7 +301,7 @@ def test_frames_found_at_their_own_size_are_verified_at_it_unless_asked(
 def test_cine_frames_identical_after_rendering_are_read_and_enlarged_once(
     classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _pin_scores(monkeypatch, 0.5)
+    pin_scores(monkeypatch, 0.5)
     engine = _Scripted(_only_enlarged(96))
     ds = _labelled(frames=3)
     ds.Modality = "US"  # the header says the device draws text: middling scores are re-read too
@@ -322,7 +315,7 @@ def test_a_middling_score_without_a_header_flag_is_read_once_unless_asked(
     classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a CT slice sent to OCR on a middling score: most are text-free, enlarging them costs a lot
-    _pin_scores(monkeypatch, (classifier.thresholds.low + classifier.thresholds.high) / 2)
+    pin_scores(monkeypatch, (classifier.thresholds.low + classifier.thresholds.high) / 2)
     engine = _Scripted(_only_enlarged(96))
     result = scrub_instance(
         _labelled(), classifier=classifier, engine=engine, deidentifier=deidentifier

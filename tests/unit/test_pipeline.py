@@ -20,10 +20,10 @@ from scrubber.detect import TextClassifier, load_classifier
 from scrubber.detect.ocr import TextRegion, load_engine, read_text
 from scrubber.dicom_io.pixels import describe_pixels, iter_frames
 from scrubber.pipeline import Outcome, QuarantineReason, ScrubConfig, scrub_instance
-from scrubber.pipeline import instance as pipeline_module
 from scrubber.render import render_frame
 from scrubber.samples import build_image
 from tests.burned_in import ultrasound_with_banner
+from tests.pinned_scores import pin_scores
 
 
 class _Scripted:
@@ -57,13 +57,6 @@ def classifier() -> TextClassifier:
     return load_classifier(threads=1)
 
 
-def _pin_scores(monkeypatch: pytest.MonkeyPatch, score: float) -> None:
-    def fake(_classifier: TextClassifier, ds: Dataset) -> np.ndarray:
-        return np.full(describe_pixels(ds).frames, score, np.float32)
-
-    monkeypatch.setattr(pipeline_module, "score_instance", fake)
-
-
 def _image_with_label(frames: int = 1, label_on: tuple[int, ...] = (0,)) -> Dataset:
     """A CT-like 8-bit instance (no header flag) with a bright 'label' block on some frames."""
     ds, _ = build_image(bits_stored=8, rows=96, columns=128, frames=frames)
@@ -84,7 +77,7 @@ def test_a_frame_below_low_without_flags_keeps_its_pixel_data_byte_for_byte(
 ) -> None:
     ds = _image_with_label()
     before = bytes(ds.PixelData)
-    _pin_scores(monkeypatch, 0.0)
+    pin_scores(monkeypatch, 0.0)
     engine = _Scripted(_bright_regions)
     result = scrub_instance(ds, classifier=classifier, engine=engine, deidentifier=deidentifier)
     assert result.outcome is Outcome.CLEAN and result.ocr_frames == 0 and engine.calls == 0
@@ -97,7 +90,7 @@ def test_ocr_finding_nothing_in_a_middling_frame_confirms_it_clean(
 ) -> None:
     ds = _image_with_label()
     before = bytes(ds.PixelData)
-    _pin_scores(monkeypatch, (classifier.thresholds.low + classifier.thresholds.high) / 2)
+    pin_scores(monkeypatch, (classifier.thresholds.low + classifier.thresholds.high) / 2)
     result = scrub_instance(
         ds, classifier=classifier, engine=_Scripted(lambda v: []), deidentifier=deidentifier
     )
@@ -109,7 +102,7 @@ def test_text_is_blacked_out_in_stored_values_and_verified(
     classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ds = _image_with_label()
-    _pin_scores(monkeypatch, 0.99)
+    pin_scores(monkeypatch, 0.99)
     engine = _Scripted(_bright_regions)
     result = scrub_instance(ds, classifier=classifier, engine=engine, deidentifier=deidentifier)
     assert result.outcome is Outcome.SCRUBBED and result.pixels_changed
@@ -125,7 +118,7 @@ def test_cine_frames_share_banners(
     classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ds = _image_with_label(frames=3, label_on=(1,))
-    _pin_scores(monkeypatch, 0.5)
+    pin_scores(monkeypatch, 0.5)
     result = scrub_instance(
         ds, classifier=classifier, engine=_Scripted(_bright_regions), deidentifier=deidentifier
     )
@@ -138,7 +131,7 @@ def test_a_sure_score_with_no_text_found_is_quarantined_as_uncertain(
     classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ds = _image_with_label()
-    _pin_scores(monkeypatch, 0.999)
+    pin_scores(monkeypatch, 0.999)
     result = scrub_instance(
         ds, classifier=classifier, engine=_Scripted(lambda v: []), deidentifier=deidentifier
     )
@@ -151,7 +144,7 @@ def test_text_that_keeps_appearing_on_re_reads_quarantines(
     classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ds = _image_with_label()
-    _pin_scores(monkeypatch, 0.99)
+    pin_scores(monkeypatch, 0.99)
     calls = {"n": 0}
 
     def elusive(view: np.ndarray) -> list[TextRegion]:  # a new line somewhere on every read
@@ -171,7 +164,7 @@ def test_shapes_seen_in_flat_black_on_the_re_read_do_not_count(
     classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ds = _image_with_label()
-    _pin_scores(monkeypatch, 0.99)
+    pin_scores(monkeypatch, 0.99)
     stubborn = _Scripted(lambda v: [TextRegion(6, 4, 54, 10, "DOE JOHN", 0.99)])
     result = scrub_instance(ds, classifier=classifier, engine=stubborn, deidentifier=deidentifier)
     assert result.outcome is Outcome.SCRUBBED and stubborn.calls == 2
@@ -198,7 +191,7 @@ def test_lone_marks_on_the_re_read_are_not_residual_text(
 ) -> None:
     """Strokes and single glyphs beside boxes are left; two legible characters are not."""
     ds = _image_with_label()
-    _pin_scores(monkeypatch, 0.99)
+    pin_scores(monkeypatch, 0.99)
     first = TextRegion(6, 4, 54, 10, "DOE JOHN", 0.99)
     reads = {"n": 0}
 
@@ -229,7 +222,7 @@ def test_a_laterality_marker_is_kept_under_either_policy(
 ) -> None:
     ds = _image_with_label()
     before = bytes(ds.PixelData)
-    _pin_scores(monkeypatch, 0.5)
+    pin_scores(monkeypatch, 0.5)
     marker = _Scripted(lambda v: [TextRegion(6, 4, 10, 10, "L", 0.99)])
     result = scrub_instance(
         ds,
@@ -264,7 +257,7 @@ def test_a_clean_float_map_is_released_with_its_values_untouched(
 ) -> None:
     ds = _float_map(label=False)
     before = bytes(ds.FloatPixelData)
-    _pin_scores(monkeypatch, score)
+    pin_scores(monkeypatch, score)
     result = scrub_instance(
         ds, classifier=classifier, engine=_Scripted(lambda v: []), deidentifier=deidentifier
     )
@@ -276,7 +269,7 @@ def test_text_in_a_float_map_is_held_not_rewritten(
     classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ds = _float_map(label=True)
-    _pin_scores(monkeypatch, 0.5)
+    pin_scores(monkeypatch, 0.5)
     result = scrub_instance(
         ds, classifier=classifier, engine=_Scripted(_bright_regions), deidentifier=deidentifier
     )
@@ -332,7 +325,7 @@ def test_an_unexpected_error_fails_closed(
     classifier: TextClassifier, deidentifier: Deidentifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ds = _image_with_label()
-    _pin_scores(monkeypatch, 0.5)
+    pin_scores(monkeypatch, 0.5)
 
     def broken(view: np.ndarray) -> list[TextRegion]:
         raise RuntimeError("DOE JOHN engine crashed")
