@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import struct
 import warnings
 from collections import Counter
 from collections.abc import Iterable
@@ -544,10 +545,11 @@ class Deidentifier:
         UnsupportedContentError
             If the instance carries an encapsulated document.
         DeidentificationError
-            If the data set cannot be walked (malformed values, nesting too deep).
+            If the data set cannot be walked (nesting too deep, an unexpected failure).
         UnreadableDicomError
             If an element inside a sequence has a VR that DICOM does not define (a corrupted
-            file: it could only be copied through, unreadable to the next reader).
+            file: it could only be copied through, unreadable to the next reader), or a value
+            cannot be converted to its VR (too short, out of range, undecodable text).
         """
         walk = _Walk(terms=HeaderTerms(), shifter=None, actions=Counter())
         # pydicom warns about odd values while converting them, quoting them: never let that out.
@@ -587,8 +589,17 @@ class Deidentifier:
             raise DeidentificationError(
                 "The data set nests sequences too deeply to be walked; it is refused."
             ) from None
+        except (struct.error, ValueError, OverflowError) as exc:
+            # A value pydicom cannot convert (too short for its VR, a number out of range, bytes
+            # in no character set): the file is damaged, not our bug. The cause is dropped on
+            # purpose: pydicom's messages can quote header values.
+            raise UnreadableDicomError(
+                f"The element {Tag(walk.tag)} holds a value that cannot be read as its VR "
+                f"({type(exc).__name__}); the file is damaged and is refused. Re-export it from "
+                "the source."
+            ) from None
         except Exception as exc:
-            # The cause is dropped on purpose: pydicom's messages can quote header values.
+            # Anything else is unexpected; the cause is dropped for the same reason.
             raise DeidentificationError(
                 f"Could not de-identify the element {Tag(walk.tag)}: {type(exc).__name__}. The "
                 "value is malformed for its VR or the file is damaged; the instance is refused."
