@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import os
 import re
-import struct
+import traceback
 import warnings
 from collections import Counter
 from collections.abc import Iterable
@@ -58,7 +60,10 @@ from scrubber.errors import (
     DeidentificationError,
     ScrubberError,
     UnreadableDicomError,
+    where,
 )
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "DateShiftScope",
@@ -301,6 +306,17 @@ _STRICT_KEEP_KEYWORDS = frozenset(
         "LongitudinalTemporalInformationModified",
     }
 )
+
+
+def _raised_by_pydicom(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside pydicom (converting a value it read), not in scrubber."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    last = max((i for i, frame in enumerate(frames) if frame.filename.startswith(ours)), default=-1)
+    # below scrubber's innermost frame the call went into pydicom (then perhaps the standard
+    # library, a codec lookup, say)
+    below = frames[last + 1 :]
+    return bool(below) and f"{os.sep}pydicom{os.sep}" in below[0].filename
 
 
 class UnsupportedContentError(DeidentificationError):
@@ -589,20 +605,20 @@ class Deidentifier:
             raise DeidentificationError(
                 "The data set nests sequences too deeply to be walked; it is refused."
             ) from None
-        except (struct.error, ValueError, OverflowError) as exc:
-            # A value pydicom cannot convert (too short for its VR, a number out of range, bytes
-            # in no character set): the file is damaged, not our bug. The cause is dropped on
-            # purpose: pydicom's messages can quote header values.
-            raise UnreadableDicomError(
-                f"The element {Tag(walk.tag)} holds a value that cannot be read as its VR "
-                f"({type(exc).__name__}); the file is damaged and is refused. Re-export it from "
-                "the source."
-            ) from None
         except Exception as exc:
-            # Anything else is unexpected; the cause is dropped for the same reason.
+            # The cause is dropped on purpose: pydicom's messages can quote header values.
+            if _raised_by_pydicom(exc):
+                # pydicom could not convert a value it read (a sequence whose items end early, a
+                # number too short for its VR, bytes in no character set): the file is damaged.
+                raise UnreadableDicomError(
+                    f"The element {Tag(walk.tag)} holds a value that cannot be read as its VR "
+                    f"({type(exc).__name__}); the file is damaged and is refused. Re-export it "
+                    "from the source."
+                ) from None
+            _log.error("unexpected error while de-identifying (%s)", where(exc))
             raise DeidentificationError(
                 f"Could not de-identify the element {Tag(walk.tag)}: {type(exc).__name__}. The "
-                "value is malformed for its VR or the file is damaged; the instance is refused."
+                "instance is refused; please report it with the log."
             ) from None
         return pseudonym
 

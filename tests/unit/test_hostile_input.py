@@ -106,3 +106,36 @@ def test_unknown_vr_inside_a_kept_sequence_is_refused_not_copied(tmp_path: Path)
         Deidentifier(DeidConfig(project="FUZZ"), SECRET, None).deidentify(read)
     assert "QQQQQQ" not in str(caught.value)
     assert "sequence" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["damaged-value-in-sequence", "sequence-ends-early"])
+def test_a_value_pydicom_cannot_convert_is_refused_as_unreadable(name: str) -> None:
+    """Damage inside a sequence that pydicom trips on while converting (a struct error, an
+    OSError at a short read) is the file's fault: refused as unreadable, quoting nothing."""
+    from scrubber.errors import UnreadableDicomError
+
+    path = Path(__file__).resolve().parent.parent / "fuzz" / "regressions" / f"{name}.dcm"
+    read = read_instance(path)
+    with pytest.raises(UnreadableDicomError, match=r"cannot be read as its VR") as caught:
+        Deidentifier(DeidConfig(project="FUZZ"), SECRET, None).deidentify(read)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_bug_in_the_de_identifier_is_not_blamed_on_the_file(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An error raised by scrubber's own code is a DeidentificationError (held as an internal
+    error and logged with where it happened), never an 'unreadable file'."""
+    from scrubber.errors import DeidentificationError, UnreadableDicomError
+
+    def broken(*_args: object, **_kwargs: object) -> str:
+        raise TypeError("secret-value-XYZ")
+
+    monkeypatch.setattr(Deidentifier, "_pseudonymise", broken)
+    ds = next(iter(iter_sample_instances(1, seed=2)))[1]
+    with pytest.raises(DeidentificationError) as caught:
+        Deidentifier(DeidConfig(project="FUZZ"), SECRET, None).deidentify(ds)
+    assert not isinstance(caught.value, UnreadableDicomError)
+    assert "secret-value-XYZ" not in str(caught.value)
+    assert "secret-value-XYZ" not in caplog.text
+    assert "test_hostile_input.py" in caplog.text  # where it was raised
