@@ -716,7 +716,7 @@ class Deidentifier:
                     del ds[tag]
                     walk.changes += 1
                 continue
-            raw: DataElement | RawDataElement = ds.get_item(tag)
+            raw: DataElement | RawDataElement = ds.get_item(tag, keep_deferred=True)
             if isinstance(raw, RawDataElement) and _unknown_vr(raw.VR):
                 # A value nothing can interpret, only copy: written back raw it would make the
                 # output unreadable to the next reader (the reader refuses it at the top level)
@@ -829,7 +829,7 @@ class Deidentifier:
                 self._queue_text(ds, tag, walk)
 
     def _walk_items(self, ds: Dataset, tag: BaseTag, walk: _Walk, depth: int, mode: _Mode) -> None:
-        raw: DataElement | RawDataElement = ds.get_item(tag)
+        raw: DataElement | RawDataElement = ds.get_item(tag, keep_deferred=True)
         before = walk.changes
         for item in ds[tag].value or []:
             self._walk(item, walk, depth + 1, mode)

@@ -242,7 +242,7 @@ def _capture(ds: Dataset, terms: HeaderTerms, depth: int) -> None:
     for tag in list(ds.keys()):
         if tag.group & 1 or tag.group in (0x0002, 0x7FE0, 0xFFFE):
             continue
-        vr = element_vr(tag, ds.get_item(tag))
+        vr = element_vr(tag, ds.get_item(tag, keep_deferred=True))
         if vr not in ("PN", "DA", "SQ") and int(tag) not in _IDENTIFYING_NUMBERS:
             continue  # left raw: converting every value would cost more than the rest
         try:

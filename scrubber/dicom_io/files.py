@@ -204,7 +204,7 @@ def _check_complete(path: Path, ds: Dataset) -> None:
     for tag in reversed(list(ds.keys())):
         if tag.group == 0xFFFE:
             continue  # stray item delimiters carry no value (the de-identifier drops them)
-        raw: DataElement | RawDataElement = ds.get_item(tag)
+        raw: DataElement | RawDataElement = ds.get_item(tag, keep_deferred=True)
         if isinstance(raw, RawDataElement) and raw.length != UNDEFINED_LENGTH:
             value = raw.value
             if value is not None and len(value) < raw.length:
@@ -410,7 +410,7 @@ def _fill_missing_vrs(ds: Dataset) -> bool:
     """
     converted = False
     for tag in list(ds.keys()):
-        elem: DataElement | RawDataElement = ds.get_item(tag)
+        elem: DataElement | RawDataElement = ds.get_item(tag, keep_deferred=True)
         if isinstance(elem, RawDataElement):
             if elem.VR:
                 continue  # written back as read
