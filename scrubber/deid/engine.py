@@ -831,7 +831,15 @@ class Deidentifier:
     def _walk_items(self, ds: Dataset, tag: BaseTag, walk: _Walk, depth: int, mode: _Mode) -> None:
         raw: DataElement | RawDataElement = ds.get_item(tag, keep_deferred=True)
         before = walk.changes
-        for item in ds[tag].value or []:
+        items = ds[tag].value
+        if items is not None and not isinstance(items, Sequence):
+            # pydicom could not parse the items and kept the bytes (as UN): nothing to walk, and
+            # nothing that could be written back as a sequence
+            raise UnreadableDicomError(
+                f"The element {tag} is declared a sequence but its items cannot be read; the "
+                "file is damaged and is refused. Re-export it from the source."
+            )
+        for item in items or []:
             self._walk(item, walk, depth + 1, mode)
         if walk.changes == before and isinstance(raw, RawDataElement):
             # Nothing inside needed a change: write the sequence back exactly as it was read
