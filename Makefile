@@ -11,7 +11,7 @@ TRAIN_STAMP := $(VENV)/.installed-train
 # unpinned torch would pull a multi-GB CUDA build.
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup train-setup train evaluate-corpus demo validate test lint typecheck unit bench clean
+.PHONY: setup train-setup train diagnose-classifier evaluate-corpus demo validate test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { echo "error: scrubber needs Python 3.11 or newer; install it or run make PYTHON=/path/to/python3.11"; exit 2; }
@@ -35,6 +35,10 @@ train-setup: $(TRAIN_STAMP)
 train: $(TRAIN_STAMP)
 	$(BIN)/python -m training.train --out models
 	$(BIN)/python -m training.evaluate_corpus --model-dir models --write
+
+## diagnose-classifier: where the shipped classifier loses recall (fit, generalisation, text size)
+diagnose-classifier: $(TRAIN_STAMP)
+	$(BIN)/python -m training.diagnose --model-dir models
 
 ## evaluate-corpus: score every frame of ../shared/corpus with the shipped classifier
 evaluate-corpus: $(STAMP)

@@ -48,10 +48,17 @@ TRAIN_SEED, VAL_SEED, EVAL_SEED = 20261122, 20261123, 20261124
 MODEL_VERSION = "2.0.0"
 
 
-def _one(args: tuple[int, int, str]) -> tuple[np.ndarray, int, str]:
+def _one(args: tuple[int, int, str]) -> tuple[np.ndarray, int, str, list[list[float]]]:
     seed, index, split = args
     sample = next(generate(seed, 1, font_split=split, start=index))
-    return model_input(sample.view), int(sample.has_text), sample.kind
+    rows, columns = sample.view.shape[:2]
+    sy, sx = INPUT_SIZE / rows, INPUT_SIZE / columns
+    # text boxes in model-input cells (the input maps the frame onto INPUT_SIZE squared)
+    boxes = [
+        [round(x * sx, 2), round(y * sy, 2), round(w * sx, 2), round(h * sy, 2)]
+        for x, y, w, h in sample.boxes
+    ]
+    return model_input(sample.view), int(sample.has_text), sample.kind, boxes
 
 
 def build_split(
@@ -77,7 +84,8 @@ def build_split(
     Returns
     -------
     dict
-        ``inputs`` (uint8 memmap, ``(count, C, S, S)``), ``labels`` (int8) and ``kinds``.
+        ``inputs`` (uint8 memmap, ``(count, C, S, S)``), ``labels`` (int8), ``kinds`` and
+        ``boxes`` (per frame, the text lines' ``[x, y, w, h]`` in model-input cells).
     """
     cache.mkdir(parents=True, exist_ok=True)
     stem = cache / f"{name}-g{GENERATOR_VERSION}-s{seed}-n{count}-{INPUT_SIZE}"
@@ -85,30 +93,38 @@ def build_split(
     meta_path = stem.parent / f"{stem.name}.meta.json"
     if inputs_path.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        return {
-            "inputs": np.load(inputs_path, mmap_mode="r"),
-            "labels": np.asarray(meta["labels"], np.int8),
-            "kinds": meta["kinds"],
-        }
+        if "boxes" in meta:  # caches written before the boxes were kept are generated again
+            return {
+                "inputs": np.load(inputs_path, mmap_mode="r"),
+                "labels": np.asarray(meta["labels"], np.int8),
+                "kinds": meta["kinds"],
+                "boxes": meta["boxes"],
+            }
     shape = (count, len(CHANNELS), INPUT_SIZE, INPUT_SIZE)
     partial = stem.parent / f"{stem.name}.partial.npy"
     inputs = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
     labels = np.zeros(count, np.int8)
     kinds: list[str] = [""] * count
+    boxes: list[list[list[float]]] = [[] for _ in range(count)]
     started = time.monotonic()
     jobs = [(seed, i, font_split) for i in range(count)]
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         results = pool.imap(_one, jobs, chunksize=16) if workers > 1 else map(_one, jobs)
-        for i, (x, y, kind) in enumerate(results):
-            inputs[i], labels[i], kinds[i] = x, y, kind
+        for i, (x, y, kind, lines) in enumerate(results):
+            inputs[i], labels[i], kinds[i], boxes[i] = x, y, kind, lines
             if (i + 1) % 1000 == 0 or i + 1 == count:
                 rate = (i + 1) / (time.monotonic() - started)
                 print(f"  {name}: {i + 1}/{count} frames ({rate:.0f}/s)", flush=True)
     inputs.flush()
     del inputs
     partial.rename(inputs_path)
-    meta_path.write_text(json.dumps({"labels": labels.tolist(), "kinds": kinds}))
-    return {"inputs": np.load(inputs_path, mmap_mode="r"), "labels": labels, "kinds": kinds}
+    meta_path.write_text(json.dumps({"labels": labels.tolist(), "kinds": kinds, "boxes": boxes}))
+    return {
+        "inputs": np.load(inputs_path, mmap_mode="r"),
+        "labels": labels,
+        "kinds": kinds,
+        "boxes": boxes,
+    }
 
 
 def _scores(model: Any, inputs: np.ndarray, batch: int = 128) -> np.ndarray:

@@ -155,3 +155,40 @@ def test_cached_splits_are_reused(trained: Path, tmp_path: Path) -> None:
     assert first["labels"].tolist() == again["labels"].tolist()
     batch = model_inputs([s.view for s in generate(5, 8)])
     assert np.array_equal((batch * 255).round().astype(np.uint8), np.asarray(first["inputs"]))
+    # text boxes are kept, in model-input cells: inside the input, one list per frame
+    assert len(again["boxes"]) == 8
+    for label, lines in zip(again["labels"], again["boxes"], strict=True):
+        assert bool(lines) == bool(label)
+        for x, y, w, h in lines:
+            assert min(x, y) >= 0 and w > 0 and h > 0 and x + w <= 256.5 and y + h <= 256.5
+
+
+def test_a_cache_without_boxes_is_generated_again(trained: Path, tmp_path: Path) -> None:
+    from training.train import build_split
+
+    build_split("probe", 5, 4, "train", 1, tmp_path)
+    (meta,) = tmp_path.glob("probe-*.meta.json")
+    old = json.loads(meta.read_text())
+    meta.write_text(json.dumps({"labels": old["labels"], "kinds": old["kinds"]}))
+    again = build_split("probe", 5, 4, "train", 1, tmp_path)
+    assert again["boxes"] == old["boxes"]
+
+
+def test_diagnose_reports_fit_and_recall_by_text_size(trained: Path, tmp_path: Path) -> None:
+    from training.diagnose import main
+
+    report = tmp_path / "diag.json"
+    args = ["--model-dir", str(trained), "--cache", str(trained / "cache"), "--json", str(report)]
+    args += ["--train", "96", "--train-size", "96", "--val", "48", "--eval", "48"]
+    assert main(args) == 0
+    figures = json.loads(report.read_text())
+    assert set(figures) == {"model", "train", "val", "eval"}
+    assert figures["train"]["frames"] == 96 and "by_text_height_cells" not in figures["train"]
+    for name in ("val", "eval"):
+        split = figures[name]
+        assert 0.0 <= split["roc_auc"] <= 1.0 and 0.0 <= split["recall_at_fpr_2pct"] <= 1.0
+        heights = split["by_text_height_cells"]
+        assert sum(g["frames"] for g in heights.values()) == sum(
+            g["frames"] for g in split["by_background"].values()
+        )
+        assert list(heights) == sorted(heights, key=lambda k: float(k.lstrip(">=").split("-")[0]))
