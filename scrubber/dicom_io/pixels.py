@@ -366,6 +366,8 @@ def iter_frames(
     wanted = list(range(description.frames)) if indices is None else indices
     if any(not 0 <= index < description.frames for index in wanted):
         raise UnsupportedPixelsError("A requested frame index is outside the instance.")
+    if description.compressed:
+        _check_codestreams(ds, description, set(wanted))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         frames = iter_pixels(ds, indices=wanted, raw=True, correct_unused_bits=not keep_unused_bits)
@@ -384,3 +386,48 @@ def iter_frames(
                     "quarantine the instance."
                 ) from None
             yield frame
+
+
+def _check_codestreams(ds: Dataset, description: PixelDescription, wanted: set[int]) -> None:
+    """Refuse compressed frames whose own header declares another image than the instance's.
+
+    Decoders size their buffers from the codestream: a small frame claiming a huge image costs
+    gigabytes and minutes before the decoder fails. Frames this cannot parse are left to the
+    decoder, which reports their damage.
+    """
+    from pydicom.encaps import generate_fragmented_frames
+
+    from scrubber.dicom_io.codestream import declared_image
+
+    offsets = None
+    if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
+        offsets = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for index, fragments in enumerate(
+                generate_fragmented_frames(
+                    ds.PixelData, number_of_frames=description.frames, extended_offsets=offsets
+                )
+            ):
+                if index >= description.frames:
+                    return
+                if index not in wanted:
+                    continue
+                declared = declared_image(b"".join(fragments))
+                if declared is not None and (
+                    declared.rows not in (0, description.rows)
+                    or declared.columns != description.columns
+                    or declared.components != description.samples_per_pixel
+                ):
+                    raise UndecodablePixelsError(
+                        f"Frame {index + 1}'s compressed data declares a {declared.columns} x "
+                        f"{declared.rows} image with {declared.components} sample(s) per pixel, "
+                        f"but the instance is {description.columns} x {description.rows} with "
+                        f"{description.samples_per_pixel}; it is not decoded (a decoder would "
+                        "size its memory from the larger claim). Quarantine the instance."
+                    )
+    except UndecodablePixelsError:
+        raise
+    except Exception:  # frame boundaries pydicom cannot find: the decoder reports them
+        return
