@@ -155,3 +155,14 @@ def test_a_baseline_jpeg_of_the_right_size_decodes() -> None:
     ds.PixelData = encapsulate([encoded.tobytes()])
     ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
     assert next(iter_frames(_reread(ds))).shape == (48, 64, 3)
+
+
+def test_a_jpeg_whose_height_comes_later_is_left_to_the_decoder() -> None:
+    """Height 0 in the frame header means a DNL marker gives it later: not a claim to refuse."""
+    image = (np.arange(48 * 64) % 200).astype(np.uint8).reshape(48, 64)
+    ok, encoded = cv2.imencode(".jpg", image)
+    assert ok
+    data = bytearray(encoded.tobytes())
+    sof = data.find(b"\xff\xc0")
+    struct.pack_into(">H", data, sof + 5, 0)
+    assert declared_image(bytes(data)) == DeclaredImage(rows=0, columns=64, components=1)
