@@ -21,6 +21,7 @@ __all__ = [
     "OutputError",
     "ScrubberError",
     "UnreadableDicomError",
+    "converting_a_value",
     "where",
 ]
 
@@ -110,3 +111,29 @@ def where(exc: BaseException, depth: int = 4) -> str:
         f"{Path(frame.filename).name}:{frame.lineno} ({frame.name})" for frame in reversed(frames)
     )
     return f"{type(exc).__name__} at {places}" if places else type(exc).__name__
+
+
+def converting_a_value(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while pydicom converted a raw element's value.
+
+    pydicom converts a value the first time it is used, so a value too short for its VR, a number
+    out of range or a VR nobody defines raises wherever scrubber first reads it, with whatever
+    exception pydicom chose. Raised there, the error is the file's (damaged), not scrubber's.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The exception.
+
+    Returns
+    -------
+    bool
+        True when pydicom's raw-element conversion is on the exception's traceback.
+    """
+    import traceback
+    from pathlib import Path
+
+    return any(
+        frame.name == "convert_raw_data_element" and Path(frame.filename).parent.name == "pydicom"
+        for frame in traceback.extract_tb(exc.__traceback__)
+    )

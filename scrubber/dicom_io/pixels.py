@@ -194,7 +194,12 @@ class PixelDescription:
 
 
 def _int(ds: Dataset, keyword: str, default: int | None = None) -> int:
-    value = ds.get(keyword, default)
+    try:
+        value = ds.get(keyword, default)
+    except Exception:  # pydicom cannot convert the stored value (too short for its VR, say)
+        raise UnsupportedPixelsError(
+            f"{keyword} cannot be read as its VR; the pixels cannot be interpreted."
+        ) from None
     if value is None or value == "":
         if default is None:
             raise UnsupportedPixelsError(

@@ -42,7 +42,7 @@ from scrubber.dicom_io.pixels import (
     describe_pixels,
     iter_frames,
 )
-from scrubber.errors import ScrubberError, UnreadableDicomError, where
+from scrubber.errors import ScrubberError, UnreadableDicomError, converting_a_value, where
 from scrubber.pipeline.outcome import InstanceResult, Outcome, QuarantineReason
 from scrubber.redact import Box, redact_instance, remove_overlays, verify_redaction
 from scrubber.redact.instance import RedactionError
@@ -238,15 +238,23 @@ def scrub_instance(
         raise
     except BaseException as exc:  # fail closed: nothing unexpected may release an instance
         # (BaseException: a codec's Rust panic arrives as pyo3's PanicException)
-        # Where it happened, not what it said: exception messages (an OCR backend's, a
-        # codec's, pydicom's) can quote header values or text read from the pixels.
-        _log.error("internal error while scrubbing an instance (%s)", where(exc))
-        _quarantined(
-            result,
-            QuarantineReason.INTERNAL_ERROR,
-            f"Scrubbing stopped on an unexpected {type(exc).__name__}; the instance is held "
-            "back. Please report it with the log.",
-        )
+        if converting_a_value(exc):  # a header value pydicom cannot read: the file is damaged
+            _quarantined(
+                result,
+                QuarantineReason.UNREADABLE,
+                f"A header value cannot be read as its VR ({type(exc).__name__}); the file is "
+                "damaged and is held back. Re-export it from the source.",
+            )
+        else:
+            # Where it happened, not what it said: exception messages (an OCR backend's, a
+            # codec's, pydicom's) can quote header values or text read from the pixels.
+            _log.error("internal error while scrubbing an instance (%s)", where(exc))
+            _quarantined(
+                result,
+                QuarantineReason.INTERNAL_ERROR,
+                f"Scrubbing stopped on an unexpected {type(exc).__name__}; the instance is held "
+                "back. Please report it with the log.",
+            )
     result.seconds = stages.seconds
     if result.outcome is Outcome.QUARANTINED:
         result.dataset = None

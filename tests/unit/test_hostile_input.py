@@ -139,3 +139,66 @@ def test_a_bug_in_the_de_identifier_is_not_blamed_on_the_file(
     assert "secret-value-XYZ" not in str(caught.value)
     assert "secret-value-XYZ" not in caplog.text
     assert "test_hostile_input.py" in caplog.text  # where it was raised
+
+
+def _with_short_value(ds: object) -> int:
+    """Put a raw Bits Stored (US) of 3 bytes into ``ds``; pydicom fails converting it."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    tag = Tag(0x0028, 0x0101)
+    ds._dict[tag] = RawDataElement(tag, "US", 3, b"\x01\x02\x03", 0, False, True)  # type: ignore[attr-defined]
+    return int(tag)
+
+
+def test_a_value_pydicom_fails_to_convert_is_recognised() -> None:
+    from pydicom.dataset import Dataset
+
+    from scrubber.errors import converting_a_value
+
+    ds = Dataset()
+    tag = _with_short_value(ds)
+    with pytest.raises(Exception) as caught:
+        ds[tag]
+    assert converting_a_value(caught.value)
+    try:
+        raise ValueError("not pydicom")
+    except ValueError as exc:
+        assert not converting_a_value(exc)
+
+
+def test_a_damaged_value_met_anywhere_in_the_pipeline_is_unreadable_not_internal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Wherever scrubber first reads a value pydicom cannot convert, the instance is held as
+    unreadable (the file's fault), not internal_error (a bug)."""
+    import scrubber.pipeline.instance as pipeline
+    from scrubber.pipeline.outcome import QuarantineReason
+
+    ds = next(iter(iter_sample_instances(1, seed=2)))[1]
+    tag = _with_short_value(ds)
+    from scrubber.deid.terms import capture_terms as real
+
+    def reading(data: object) -> object:
+        data[tag]  # type: ignore[index]  # the first use of the damaged value
+        return real(data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("scrubber.pipeline.instance.capture_terms", reading)
+
+    class NoText:
+        name, max_side = "none", 4096
+
+        def read(self, view: object) -> list[object]:
+            return []
+
+    from scrubber.detect import load_classifier
+
+    result = pipeline.scrub_instance(
+        ds,
+        classifier=load_classifier(threads=1),
+        engine=NoText(),  # type: ignore[arg-type]
+        deidentifier=Deidentifier(DeidConfig(project="FUZZ"), SECRET, None),
+    )
+    assert result.reason is QuarantineReason.UNREADABLE, result.message
+    assert "cannot be read as its VR" in (result.message or "")
+    assert result.dataset is None
