@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 __all__ = ["OverlayPlane", "find_overlays", "iter_overlay_groups", "overlay_mask"]
 
@@ -67,17 +68,22 @@ def find_overlays(ds: Dataset) -> list[OverlayPlane]:
             continue
 
         def value(element: int, default: object, group: int = group) -> object:
-            elem = ds.get(group << 16 | element)
+            try:
+                elem = ds.get(group << 16 | element)
+            except Exception:  # a value pydicom cannot convert: unreadable, not absent
+                return None
             return default if elem is None or elem.value in (None, "") else elem.value
 
-        rows, columns = int(value(0x0010, 0)), int(value(0x0011, 0))  # type: ignore[call-overload]
+        # A damaged description is read as far as it goes: the planes are removed whatever
+        # they say, so only whether one is embedded must never be underestimated.
+        rows, columns = _as_int(value(0x0010, 0)) or 0, _as_int(value(0x0011, 0)) or 0
         origin = value(0x0050, [1, 1])
-        origin_pair = (
-            tuple(int(v) for v in origin)[:2] if isinstance(origin, list | tuple) else (1, 1)
-        )
-        if len(origin_pair) != 2:
-            origin_pair = (1, 1)
-        bit_position = int(value(0x0102, 0))  # type: ignore[call-overload]
+        pair = [_as_int(v) for v in origin] if isinstance(origin, list | tuple) else []
+        first, second = [*pair, None, None][:2]
+        origin_pair = (first, second) if first is not None and second is not None else (1, 1)
+        bit_position = _as_int(value(0x0102, 0))
+        if bit_position is None:  # unreadable: assume the lowest unused bit (all are cleared)
+            bit_position = stored if stored < allocated else -1
         embedded = (group << 16 | 0x3000) not in ds
         if embedded and not stored <= bit_position < allocated:
             continue  # neither separate data nor a usable embedded bit: nothing drawn
@@ -88,11 +94,23 @@ def find_overlays(ds: Dataset) -> list[OverlayPlane]:
                 bit_position=bit_position if embedded else 0,
                 rows=rows,
                 columns=columns,
-                origin=(origin_pair[0], origin_pair[1]),
-                frames=int(value(0x0015, 1)),  # type: ignore[call-overload]
+                origin=origin_pair,
+                frames=_as_int(value(0x0015, 1)) or 1,
             )
         )
     return planes
+
+
+def _as_int(value: object) -> int | None:
+    """Read an overlay attribute's number (the first of several); None if unreadable."""
+    if isinstance(value, list | tuple | MultiValue):
+        value = value[0] if len(value) else None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def overlay_mask(

@@ -62,3 +62,23 @@ def test_no_overlay_means_nothing_changes() -> None:
     assert find_overlays(ds) == []
     assert remove_overlays(ds) == 0
     assert ds.PixelData == before
+
+
+def test_an_overlay_with_damaged_attributes_is_still_removed(tmp_path: Path) -> None:
+    """Rows given twice, a bit position pydicom reads as bytes: the plane is still found as
+    embedded and removed, its high bits cleared (the fuzzer's TypeError, held as an internal
+    error before)."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    path, values = _embedded(tmp_path)
+    ds = read_instance(path)
+    ds[0x60000010].value = [ds.Rows, ds.Rows]  # multi-valued Overlay Rows
+    tag = Tag(0x6000, 0x0102)  # Overlay Bit Position, unknown to pydicom as stored: UN bytes
+    ds._dict[tag] = RawDataElement(tag, "UN", 3, b"\x0f\x00\x00", 0, False, True)
+    (plane,) = find_overlays(ds)
+    assert plane.embedded and plane.rows == ds.Rows
+    assert remove_overlays(ds) == 1
+    assert not [t for t in ds.keys() if t.group == 0x6000]
+    raw = np.frombuffer(ds.PixelData, "<u2").reshape(values.shape)
+    np.testing.assert_array_equal(raw, values)  # every unused high bit cleared
