@@ -19,9 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import re
-import traceback
 import warnings
 from collections import Counter
 from collections.abc import Iterable
@@ -60,6 +58,7 @@ from scrubber.errors import (
     DeidentificationError,
     ScrubberError,
     UnreadableDicomError,
+    converting_a_value,
     where,
 )
 
@@ -306,17 +305,6 @@ _STRICT_KEEP_KEYWORDS = frozenset(
         "LongitudinalTemporalInformationModified",
     }
 )
-
-
-def _raised_by_pydicom(exc: BaseException) -> bool:
-    """Whether ``exc`` was raised inside pydicom (converting a value it read), not in scrubber."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-    last = max((i for i, frame in enumerate(frames) if frame.filename.startswith(ours)), default=-1)
-    # below scrubber's innermost frame the call went into pydicom (then perhaps the standard
-    # library, a codec lookup, say)
-    below = frames[last + 1 :]
-    return bool(below) and f"{os.sep}pydicom{os.sep}" in below[0].filename
 
 
 class UnsupportedContentError(DeidentificationError):
@@ -607,7 +595,7 @@ class Deidentifier:
             ) from None
         except Exception as exc:
             # The cause is dropped on purpose: pydicom's messages can quote header values.
-            if _raised_by_pydicom(exc):
+            if converting_a_value(exc):
                 # pydicom could not convert a value it read (a sequence whose items end early, a
                 # number too short for its VR, bytes in no character set): the file is damaged.
                 raise UnreadableDicomError(
