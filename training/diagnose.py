@@ -114,7 +114,22 @@ def _height_key(height: float) -> str:
 
 
 def split_report(split: dict[str, Any], scores: np.ndarray) -> dict[str, Any]:
-    """AUC, recall at 2% false positives and, where boxes are known, recall per group."""
+    """AUC, recall at 2% false positives and, where boxes are known, recall per group.
+
+    Parameters
+    ----------
+    split : dict
+        A split as :func:`training.train.build_split` returns it: ``labels``, ``kinds`` and
+        ``boxes`` (``None``: leave out the per-group figures).
+    scores : numpy.ndarray
+        Scores of the split's first ``len(scores)`` frames.
+
+    Returns
+    -------
+    dict
+        ``frames``, ``roc_auc``, ``recall_at_fpr_2pct``, ``threshold_at_fpr_2pct`` and, with
+        boxes, ``by_text_height_cells`` and ``by_background`` (see :func:`groups`).
+    """
     labels = np.asarray(split["labels"], np.int64)[: len(scores)]
     _fpr, _tpr, _thr, auc = roc(scores, labels)
     recall, threshold = recall_at_fpr(scores, labels, 0.02)
