@@ -192,3 +192,64 @@ def test_diagnose_reports_fit_and_recall_by_text_size(trained: Path, tmp_path: P
             g["frames"] for g in split["by_background"].values()
         )
         assert list(heights) == sorted(heights, key=lambda k: float(k.lstrip(">=").split("-")[0]))
+
+
+def test_warm_start_reproduces_the_exported_model_exactly(tmp_path: Path) -> None:
+    require_torch()
+    import onnxruntime
+    import torch
+
+    from training.model import TextClassifierNet
+    from training.train import export_onnx, load_onnx_weights
+
+    torch.manual_seed(1)
+    net = TextClassifierNet()
+    with torch.no_grad():  # non-trivial batch-norm statistics, so folding changes the weights
+        net.train()
+        for _ in range(3):
+            net(torch.rand(8, 4, 256, 256))
+    net.eval()
+    export_onnx(net, tmp_path / "m.onnx")
+    fresh = TextClassifierNet()
+    load_onnx_weights(fresh, tmp_path / "m.onnx")
+    fresh.eval()
+    batch = model_inputs([s.view for s in generate(11, 6)])
+    session = onnxruntime.InferenceSession(
+        str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]
+    )
+    (expected,) = session.run(["text_probability"], {"frames": batch})
+    with torch.no_grad():
+        got = fresh(torch.from_numpy(batch)).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    # another width cannot take these weights
+    with pytest.raises(ValueError, match="width"):
+        load_onnx_weights(TextClassifierNet(width=24), tmp_path / "m.onnx")
+
+
+def test_fine_tuning_from_a_model_records_its_parent(trained: Path, tmp_path: Path) -> None:
+    from training.train import main
+
+    parent = json.loads((trained / "text_classifier.json").read_text())
+    args = ["--out", str(tmp_path), "--cache", str(trained / "cache"), "--train", "96"]
+    args += ["--val", "48", "--eval", "48", "--epochs", "1", "--batch", "32", "--workers", "1"]
+    args += ["--threads", "1", "--extra-splits", "1", "--init-from", str(trained)]
+    assert main(args) == 0
+    manifest = json.loads((tmp_path / "text_classifier.json").read_text())
+    training = manifest["training"]
+    assert training["initialised_from"] == {
+        "version": parent["version"],
+        "sha256": parent["sha256"],
+    }
+    assert training["frames"]["train"] == 192 and len(training["train_seeds"]) == 2
+    assert manifest["sha256"] != parent["sha256"]
+
+
+def test_frames_reads_several_splits_as_one() -> None:
+    from training.train import Frames
+
+    a = {"inputs": np.arange(3 * 2).reshape(3, 2).astype(np.uint8), "labels": np.array([0, 1, 0])}
+    b = {"inputs": np.arange(10, 14).reshape(2, 2).astype(np.uint8), "labels": np.array([1, 1])}
+    frames = Frames([a, b])
+    assert len(frames) == 5 and frames.labels.tolist() == [0, 1, 0, 1, 1]
+    np.testing.assert_array_equal(frames.take(np.array([1, 3, 4])), [[2, 3], [10, 11], [12, 13]])
+    np.testing.assert_array_equal(frames.take(np.array([0])), [[0, 1]])
