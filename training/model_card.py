@@ -70,7 +70,7 @@ def write_model_card(manifest: dict[str, Any], path: Path) -> None:
         f"{training['seeds']}.",
         f"- Evaluation frames use a different seed and only the held-out font families "
         f"{', '.join(training['held_out_font_families'])}, never seen in training.",
-        f"- Trained from scratch: {training['epochs']} epochs, batch {training['batch']}, "
+        f"- {_start(training)}: {training['epochs']} epochs, batch {training['batch']}, "
         f"AdamW with a one-cycle schedule (max lr {training['lr']}), torch {training['torch']} "
         f"on {training['threads']} CPU threads ({training['machine']}), "
         f"{training['seconds'] / 60:.0f} minutes including data generation.",
@@ -147,3 +147,13 @@ def write_model_card(manifest: dict[str, Any], path: Path) -> None:
         "",
     ]
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def _start(training: dict[str, Any]) -> str:
+    """How the run began: from scratch, or continued from an earlier model."""
+    parent = training.get("initialised_from")
+    if not parent:
+        return "Trained from scratch"
+    seeds = ", ".join(map(str, training.get("train_seeds") or []))
+    digest = str(parent["sha256"])[:12]
+    return f"Continued from model {parent['version']} (sha256 `{digest}...`) on seeds {seeds}"

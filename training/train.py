@@ -16,6 +16,11 @@ One command (``make train`` runs it)::
 4. Reports ROC AUC, the ROC curve and recall at 2% false positives on ``eval``.
 5. Exports ONNX (input ``frames``, output ``text_probability``) and writes the manifest (sha256,
    input spec, thresholds, seeds, metrics) and the model card into ``--out``.
+
+Two options continue a model instead of starting afresh: ``--extra-splits K`` adds ``K`` more
+training splits of ``--train`` frames (seeds from :data:`EXTRA_SEED`: same generator and fonts,
+new frames), and ``--init-from DIR`` starts from the model in ``DIR`` (its manifest's sha256 is
+checked; see :func:`load_onnx_weights`). The manifest records the parent's version and sha256.
 """
 
 from __future__ import annotations
@@ -46,8 +51,26 @@ MANIFEST_FILE = "text_classifier.json"
 TRAIN_SEED, VAL_SEED, EVAL_SEED = 20261122, 20261123, 20261124
 #: Seed of the first extra training split (``--extra-splits``); the k-th uses this plus k.
 EXTRA_SEED = 20261125
-#: The shipped model's version: the major number follows the generator's.
+#: Version of a model trained from scratch: the major number follows the generator's. A model
+#: continued from another (``--init-from``) takes its parent's version with the minor number raised.
 MODEL_VERSION = "2.0.0"
+
+
+def continued_version(parent: str) -> str:
+    """Version of a model continued from the model versioned ``parent`` (minor number + 1).
+
+    Parameters
+    ----------
+    parent : str
+        ``MAJOR.MINOR.PATCH``.
+
+    Returns
+    -------
+    str
+        ``MAJOR.(MINOR + 1).0``.
+    """
+    major, minor, *_ = [*parent.split("."), "0", "0"]
+    return f"{int(major)}.{int(minor) + 1}.0"
 
 
 def _one(args: tuple[int, int, str]) -> tuple[np.ndarray, int, str, list[list[float]]]:
@@ -485,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest_path = args.out / MANIFEST_FILE
     manifest = {
         "name": "text-classifier",
-        "version": MODEL_VERSION,
+        "version": MODEL_VERSION if parent is None else continued_version(parent.version),
         "file": MODEL_FILE,
         "sha256": sha256_of(onnx_path),
         "input": {

@@ -242,6 +242,7 @@ def test_fine_tuning_from_a_model_records_its_parent(trained: Path, tmp_path: Pa
     }
     assert training["frames"]["train"] == 192 and len(training["train_seeds"]) == 2
     assert manifest["sha256"] != parent["sha256"]
+    assert manifest["version"] != parent["version"]
 
 
 def test_frames_reads_several_splits_as_one() -> None:
@@ -253,3 +254,10 @@ def test_frames_reads_several_splits_as_one() -> None:
     assert len(frames) == 5 and frames.labels.tolist() == [0, 1, 0, 1, 1]
     np.testing.assert_array_equal(frames.take(np.array([1, 3, 4])), [[2, 3], [10, 11], [12, 13]])
     np.testing.assert_array_equal(frames.take(np.array([0])), [[0, 1]])
+
+
+def test_a_continued_model_raises_its_parents_minor_version() -> None:
+    from training.train import continued_version
+
+    assert continued_version("2.0.0") == "2.1.0"
+    assert continued_version("2.1.3") == "2.2.0"
