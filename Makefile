@@ -31,10 +31,9 @@ $(TRAIN_STAMP): $(STAMP)
 ## train-setup: add torch, the training extras, the EasyOCR engine and Ray to .venv (to retrain; CI)
 train-setup: $(TRAIN_STAMP)
 
-## train: reproduce the shipped classifier in models/: model 2.0.0 from scratch, then 2.1.0 continued from it on a second split (about 3 h on 2 cores)
+## train: reproduce the shipped classifier in models/ (synthetic data, training, ONNX export)
 train: $(TRAIN_STAMP)
-	$(BIN)/python -m training.train --out training/cache/model-2.0.0
-	$(BIN)/python -m training.train --out models --init-from training/cache/model-2.0.0 --extra-splits 1 --epochs 9 --lr 1e-3
+	$(BIN)/python -m training.train --out models
 	$(BIN)/python -m training.evaluate_corpus --model-dir models --write
 
 ## diagnose-classifier: where the shipped classifier loses recall (fit, generalisation, text size)
