@@ -313,7 +313,7 @@ def _freeze_norms(model: Any) -> None:
 
 
 def train(
-    data: dict[str, Any] | Frames,
+    frames: Frames,
     val: dict[str, Any],
     *,
     epochs: int,
@@ -337,7 +337,6 @@ def train(
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     rng = np.random.default_rng(seed)
-    frames = data if isinstance(data, Frames) else Frames([data])
     model = TextClassifierNet(in_channels=len(CHANNELS), width=width)
     if init is not None:
         load_onnx_weights(model, init)
