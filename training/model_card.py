@@ -57,7 +57,13 @@ def write_model_card(manifest: dict[str, Any], path: Path) -> None:
         "multi-panel films, gradients and display test patterns; slices of the ICBM 2009a brain "
         "template bundled in nilearn (an average of 152 real T1-weighted scans) under random "
         "contrasts, matrices and windows; photographs bundled in scikit-image (those with any "
-        "lettering left out). Frames from 64 px to 2,140 px. Text the way devices draw it "
+        "lettering left out). Frames from 64 px to 2,140 px"
+        + (
+            "; small-profile frames 32 to 256 px, a third of them synthetic ramps and noise"
+            if training.get("small_frames")
+            else ""
+        )
+        + ". Text the way devices draw it "
         "(names, IDs, dates, times, institutions, parameters) 6-60 px high, in corners, banners "
         "and over anatomy, white/grey/coloured/low-contrast, sometimes rotated 90 degrees; a line "
         "is labelled text only if it still stands out (ink vs. surroundings at least 24 grey "
@@ -112,6 +118,22 @@ def write_model_card(manifest: dict[str, Any], path: Path) -> None:
         for f, t, th in points[:: max(1, len(points) // 15)]:
             lines.append(f"| {f:.4f} | {t:.4f} | {th:.4f} |")
         lines.append("")
+    small = metrics.get("synthetic_small_val")
+    if small:
+        lines += [
+            "## Small frames (32-256 px, the generator's `small` profile, training fonts)",
+            "",
+            "The model input enlarges small frames into blocks of cells; synthetic ramps and "
+            "noise (what test images and phantoms hold) then look unlike any device frame.",
+            "",
+            f"- {small['frames']:,} frames (seed {small['seed']}): ROC AUC {small['roc_auc']:.5f}; "
+            f"recall {_pct(small['recall_at_fpr_2pct'])} at a false-positive rate of at most 2%.",
+            f"- At `low`: recall {_pct(small['at_low']['recall'])}, false-positive rate "
+            f"{_pct(small['at_low']['false_positive_rate'])}. Text-free frames above `high` "
+            f"(quarantined as `uncertain_score` when OCR finds nothing): "
+            f"{_pct(small['at_high']['false_positive_rate'])}.",
+            "",
+        ]
     corpus = metrics.get("corpus")
     if corpus:
         lines += [
@@ -156,4 +178,8 @@ def _start(training: dict[str, Any]) -> str:
         return "Trained from scratch"
     seeds = ", ".join(map(str, training.get("train_seeds") or []))
     digest = str(parent["sha256"])[:12]
-    return f"Continued from model {parent['version']} (sha256 `{digest}...`) on seeds {seeds}"
+    small = training.get("small_frames") or 0
+    extra = f" and {small:,} small-profile frames" if small else ""
+    return (
+        f"Continued from model {parent['version']} (sha256 `{digest}...`) on seeds {seeds}{extra}"
+    )

@@ -21,6 +21,10 @@ Two options continue a model instead of starting afresh: ``--extra-splits K`` ad
 training splits of ``--train`` frames (seeds from :data:`EXTRA_SEED`: same generator and fonts,
 new frames), and ``--init-from DIR`` starts from the model in ``DIR`` (its manifest's sha256 is
 checked; see :func:`load_onnx_weights`). The manifest records the parent's version and sha256.
+``--small N`` adds ``N`` training frames of the generator's ``small`` profile (32 to 256 pixels
+a side, a third of them synthetic ramps and noise), which the model input enlarges into blocks.
+Every run also reports a ``small`` validation split (``--small-val`` frames, training fonts),
+so a model's behaviour on such frames is on record whether or not it trained on them.
 """
 
 from __future__ import annotations
@@ -42,7 +46,12 @@ import numpy as np
 
 from scrubber.detect.model_input import CHANNELS, INPUT_SIZE, model_input
 from training.model_card import write_model_card
-from training.synth import GENERATOR_VERSION, HELD_OUT_FAMILIES, generate
+from training.synth import (
+    GENERATOR_VERSION,
+    HELD_OUT_FAMILIES,
+    SMALL_PROFILE_VERSION,
+    generate,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "training" / "cache"
@@ -51,6 +60,8 @@ MANIFEST_FILE = "text_classifier.json"
 TRAIN_SEED, VAL_SEED, EVAL_SEED = 20261122, 20261123, 20261124
 #: Seed of the first extra training split (``--extra-splits``); the k-th uses this plus k.
 EXTRA_SEED = 20261125
+#: Seeds of the ``small`` profile's training split (``--small``) and validation split.
+SMALL_SEED, SMALL_VAL_SEED = 20261126, 20261127
 #: Version of a model trained from scratch: the major number follows the generator's. A model
 #: continued from another (``--init-from``) takes its parent's version with the minor number raised.
 MODEL_VERSION = "2.0.0"
@@ -73,9 +84,9 @@ def continued_version(parent: str) -> str:
     return f"{int(major)}.{int(minor) + 1}.0"
 
 
-def _one(args: tuple[int, int, str]) -> tuple[np.ndarray, int, str, list[list[float]]]:
-    seed, index, split = args
-    sample = next(generate(seed, 1, font_split=split, start=index))
+def _one(args: tuple[int, int, str, str]) -> tuple[np.ndarray, int, str, list[list[float]]]:
+    seed, index, split, profile = args
+    sample = next(generate(seed, 1, font_split=split, start=index, profile=profile))
     rows, columns = sample.view.shape[:2]
     sy, sx = INPUT_SIZE / rows, INPUT_SIZE / columns
     # text boxes in model-input cells (the input maps the frame onto INPUT_SIZE squared)
@@ -87,7 +98,13 @@ def _one(args: tuple[int, int, str]) -> tuple[np.ndarray, int, str, list[list[fl
 
 
 def build_split(
-    name: str, seed: int, count: int, font_split: str, workers: int, cache: Path = CACHE
+    name: str,
+    seed: int,
+    count: int,
+    font_split: str,
+    workers: int,
+    cache: Path = CACHE,
+    profile: str = "standard",
 ) -> dict[str, Any]:
     """Generate (or load from the cache) one split's model inputs and labels.
 
@@ -105,6 +122,8 @@ def build_split(
         Processes used to generate.
     cache : pathlib.Path, optional
         Folder holding generated splits.
+    profile : {"standard", "small"}
+        The generator's frame profile (see :data:`training.synth.PROFILES`).
 
     Returns
     -------
@@ -113,7 +132,8 @@ def build_split(
         ``boxes`` (per frame, the text lines' ``[x, y, w, h]`` in model-input cells).
     """
     cache.mkdir(parents=True, exist_ok=True)
-    stem = cache / f"{name}-g{GENERATOR_VERSION}-s{seed}-n{count}-{INPUT_SIZE}"
+    version = f"g{GENERATOR_VERSION}" if profile == "standard" else f"small{SMALL_PROFILE_VERSION}"
+    stem = cache / f"{name}-{version}-s{seed}-n{count}-{INPUT_SIZE}"
     inputs_path = stem.parent / f"{stem.name}.inputs.npy"
     meta_path = stem.parent / f"{stem.name}.meta.json"
     if inputs_path.exists() and meta_path.exists():
@@ -132,7 +152,7 @@ def build_split(
     kinds: list[str] = [""] * count
     boxes: list[list[list[float]]] = [[] for _ in range(count)]
     started = time.monotonic()
-    jobs = [(seed, i, font_split) for i in range(count)]
+    jobs = [(seed, i, font_split, profile) for i in range(count)]
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         results = pool.imap(_one, jobs, chunksize=16) if workers > 1 else map(_one, jobs)
         for i, (x, y, kind, lines) in enumerate(results):
@@ -323,11 +343,13 @@ def train(
     threads: int,
     width: int = 16,
     init: Path | None = None,
+    small_val: dict[str, Any] | None = None,
 ) -> Any:
     """Train the network and return it (best validation loss kept).
 
     From scratch, or with ``init`` (an exported ``.onnx`` of the same width) from that model's
-    weights, its batch norms frozen (see :func:`load_onnx_weights`).
+    weights, its batch norms frozen (see :func:`load_onnx_weights`). ``small_val`` (a split of
+    the ``small`` profile) is scored after every epoch for the log; it does not choose the epoch.
     """
     import torch
     from torch.nn import functional
@@ -380,10 +402,16 @@ def train(
         )
         _, _, _, auc = roc(val_scores, val["labels"])
         recall, _ = recall_at_fpr(val_scores, val["labels"], 0.02)
+        small = ""
+        if small_val is not None:
+            small_scores = _scores(model, small_val["inputs"])
+            _, _, _, small_auc = roc(small_scores, small_val["labels"])
+            small_recall, _ = recall_at_fpr(small_scores, small_val["labels"], 0.02)
+            small = f", small val AUC {small_auc:.5f}, recall at 2% FPR {small_recall:.4f}"
         print(
             f"epoch {epoch + 1}/{epochs}: train loss {total / max(1, step + 1):.4f}, "
-            f"val loss {val_loss:.4f}, val AUC {auc:.5f}, val recall at 2% FPR {recall:.4f}, "
-            f"{time.monotonic() - started:.0f} s",
+            f"val loss {val_loss:.4f}, val AUC {auc:.5f}, val recall at 2% FPR {recall:.4f}"
+            f"{small}, {time.monotonic() - started:.0f} s",
             flush=True,
         )
         if val_loss < best_loss:
@@ -447,6 +475,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="further training splits of --train frames each (seeds from EXTRA_SEED)",
     )
     parser.add_argument(
+        "--small",
+        type=int,
+        default=0,
+        help="training frames of the generator's small profile (32-256 px; seed SMALL_SEED)",
+    )
+    parser.add_argument(
+        "--small-val",
+        type=int,
+        default=2000,
+        help="validation frames of the small profile, reported (not used to choose thresholds)",
+    )
+    parser.add_argument(
         "--init-from",
         type=Path,
         help="start from the model in this folder (manifest + ONNX, hash-checked), same width",
@@ -464,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.rescore:
-        counts = (args.val, args.eval)
+        counts = (args.val, args.eval, args.small_val)
         return rescore(args.out, args.cache, counts, args.recall_target, args.workers)
 
     import torch
@@ -475,8 +515,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for k in range(args.extra_splits):
         name, seed = f"train{k + 2}", EXTRA_SEED + k
         splits.append(build_split(name, seed, args.train, "train", args.workers, args.cache))
+    if args.small:
+        splits.append(
+            build_split("small", SMALL_SEED, args.small, "train", args.workers, args.cache, "small")
+        )
     val = build_split("val", VAL_SEED, args.val, "train", args.workers, args.cache)
     held = build_split("eval", EVAL_SEED, args.eval, "held_out", args.workers, args.cache)
+    small_val = build_split(
+        "small-val", SMALL_VAL_SEED, args.small_val, "train", args.workers, args.cache, "small"
+    )
     parent = None
     if args.init_from is not None:
         from scrubber.detect import load_classifier
@@ -495,12 +542,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         threads=args.threads,
         width=args.width,
         init=None if parent is None else parent.model_path,
+        small_val=small_val,
     )
 
     val_scores = _scores(model, val["inputs"])
     eval_scores = _scores(model, held["inputs"])
     low, high = pick_thresholds(val_scores, val["labels"], args.recall_target)
     metrics = synthetic_metrics(val, held, val_scores, eval_scores, low, high)
+    metrics["synthetic_small_val"] = small_metrics(
+        small_val, _scores(model, small_val["inputs"]), low, high
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     onnx_path = args.out / MODEL_FILE
     export_onnx(model, onnx_path)
@@ -525,6 +576,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "command": "python -m training.train "
             + " ".join(sys.argv[1:] if argv is None else argv),
             "generator_version": GENERATOR_VERSION,
+            "small_profile_version": SMALL_PROFILE_VERSION,
+            "small_frames": args.small,
             "seeds": {"train": TRAIN_SEED, "val": VAL_SEED, "eval": EVAL_SEED},
             "frames": {"train": len(frames), "val": args.val, "eval": args.eval},
             "train_seeds": [TRAIN_SEED] + [EXTRA_SEED + k for k in range(args.extra_splits)],
@@ -563,7 +616,9 @@ def _report(metrics: dict[str, Any], low: float, high: float) -> None:
     )
 
 
-def rescore(out: Path, cache: Path, counts: tuple[int, int], recall: float, workers: int) -> int:
+def rescore(
+    out: Path, cache: Path, counts: tuple[int, int, int], recall: float, workers: int
+) -> int:
     """Recompute thresholds and synthetic metrics of the model in ``out`` without training.
 
     Scores the cached val and eval splits with ONNX Runtime (the shipped model, hash-checked),
@@ -575,6 +630,9 @@ def rescore(out: Path, cache: Path, counts: tuple[int, int], recall: float, work
     classifier = load_classifier(out, device="cpu")
     val = build_split("val", VAL_SEED, counts[0], "train", workers, cache)
     held = build_split("eval", EVAL_SEED, counts[1], "held_out", workers, cache)
+    small_val = build_split(
+        "small-val", SMALL_VAL_SEED, counts[2], "train", workers, cache, "small"
+    )
 
     def scores(split: dict[str, Any]) -> np.ndarray:
         return np.concatenate(
@@ -591,6 +649,9 @@ def rescore(out: Path, cache: Path, counts: tuple[int, int], recall: float, work
     manifest["thresholds"] = {"low": low, "high": high}
     manifest["training"]["recall_target"] = recall
     manifest["metrics"] = synthetic_metrics(val, held, val_scores, eval_scores, low, high)
+    manifest["metrics"]["synthetic_small_val"] = small_metrics(
+        small_val, scores(small_val), low, high
+    )
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     write_model_card(manifest, out / "MODEL_CARD.md")
     _report(manifest["metrics"], low, high)
@@ -650,6 +711,28 @@ def synthetic_metrics(
             "fonts": "train",
             "at_low": rates_at(val_scores, val["labels"], low),
         },
+    }
+
+
+def small_metrics(
+    split: dict[str, Any], scores: np.ndarray, low: float, high: float
+) -> dict[str, Any]:
+    """Figures of the ``small`` profile's validation split at the model's thresholds.
+
+    A text-free small frame above ``high`` is what holds a clean instance in quarantine
+    (``uncertain_score``); above ``low`` it only costs an OCR pass.
+    """
+    _, _, _, auc = roc(scores, split["labels"])
+    recall_2, _ = recall_at_fpr(scores, split["labels"], 0.02)
+    return {
+        "frames": len(scores),
+        "seed": SMALL_VAL_SEED,
+        "fonts": "train",
+        "profile_version": SMALL_PROFILE_VERSION,
+        "roc_auc": auc,
+        "recall_at_fpr_2pct": recall_2,
+        "at_low": rates_at(scores, split["labels"], low),
+        "at_high": rates_at(scores, split["labels"], high),
     }
 
 

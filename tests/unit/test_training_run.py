@@ -46,6 +46,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "1",
         "--threads",
         "1",
+        "--small-val",
+        "32",
     ]
     assert main(args) == 0
     (out / "cache").symlink_to(cache)
@@ -63,8 +65,15 @@ def test_training_writes_a_model_its_manifest_and_card(trained: Path) -> None:
     assert evaluation["frames"] == 48 and evaluation["fonts"] == "held_out"
     assert 0.0 <= evaluation["roc_auc"] <= 1.0
     assert manifest["training"]["frames"] == {"train": 96, "val": 48, "eval": 48}
+    # the small-frame validation split is reported for every model, trained on or not
+    small = manifest["metrics"]["synthetic_small_val"]
+    assert small["frames"] == 32 and 0.0 <= small["roc_auc"] <= 1.0
+    assert small["at_high"]["threshold"] == manifest["thresholds"]["high"]
+    assert small["at_low"]["positives"] + small["at_low"]["negatives"] == 32
+    assert manifest["training"]["small_frames"] == 0
     card = (trained / "MODEL_CARD.md").read_text()
     assert manifest["sha256"] in card and "held-out" in card
+    assert "## Small frames" in card and "small-profile frames" not in card
 
 
 def test_exported_model_loads_with_its_hash_and_scores_frames(trained: Path) -> None:
@@ -121,6 +130,8 @@ def test_rescore_recomputes_thresholds_of_the_shipped_model(trained: Path, tmp_p
         "48",
         "--workers",
         "1",
+        "--small-val",
+        "32",
         "--rescore",
         "--recall-target",
         "0.5",
@@ -131,6 +142,10 @@ def test_rescore_recomputes_thresholds_of_the_shipped_model(trained: Path, tmp_p
     assert after["training"]["recall_target"] == 0.5
     assert after["thresholds"]["low"] >= before["thresholds"]["low"]
     assert after["metrics"]["synthetic_val"]["at_low"]["recall"] >= 0.5
+    assert (
+        after["metrics"]["synthetic_small_val"]["at_low"]["threshold"]
+        == (after["thresholds"]["low"])
+    )
     assert (tmp_path / "MODEL_CARD.md").is_file()
 
 
@@ -161,6 +176,20 @@ def test_cached_splits_are_reused(trained: Path, tmp_path: Path) -> None:
         assert bool(lines) == bool(label)
         for x, y, w, h in lines:
             assert min(x, y) >= 0 and w > 0 and h > 0 and x + w <= 256.5 and y + h <= 256.5
+
+
+def test_small_profile_splits_are_cached_apart_from_standard_ones(
+    trained: Path, tmp_path: Path
+) -> None:
+    from training.train import build_split
+
+    standard = build_split("probe", 5, 4, "train", 1, tmp_path)
+    small = build_split("probe", 5, 4, "train", 1, tmp_path, profile="small")
+    assert len(list(tmp_path.glob("probe-*.inputs.npy"))) == 2
+    assert not np.array_equal(np.asarray(standard["inputs"]), np.asarray(small["inputs"]))
+    views = [s.view for s in generate(5, 4, profile="small")]
+    batch = model_inputs(views)
+    assert np.array_equal((batch * 255).round().astype(np.uint8), np.asarray(small["inputs"]))
 
 
 def test_a_cache_without_boxes_is_generated_again(trained: Path, tmp_path: Path) -> None:
@@ -233,6 +262,7 @@ def test_fine_tuning_from_a_model_records_its_parent(trained: Path, tmp_path: Pa
     args = ["--out", str(tmp_path), "--cache", str(trained / "cache"), "--train", "96"]
     args += ["--val", "48", "--eval", "48", "--epochs", "1", "--batch", "32", "--workers", "1"]
     args += ["--threads", "1", "--extra-splits", "1", "--init-from", str(trained)]
+    args += ["--small", "64", "--small-val", "32"]
     assert main(args) == 0
     manifest = json.loads((tmp_path / "text_classifier.json").read_text())
     training = manifest["training"]
@@ -240,7 +270,10 @@ def test_fine_tuning_from_a_model_records_its_parent(trained: Path, tmp_path: Pa
         "version": parent["version"],
         "sha256": parent["sha256"],
     }
-    assert training["frames"]["train"] == 192 and len(training["train_seeds"]) == 2
+    assert training["frames"]["train"] == 192 + 64 and len(training["train_seeds"]) == 2
+    assert training["small_frames"] == 64
+    card = (tmp_path / "MODEL_CARD.md").read_text()
+    assert "and 64 small-profile frames" in card
     assert manifest["sha256"] != parent["sha256"]
     assert manifest["version"] != parent["version"]
 

@@ -77,6 +77,35 @@ def test_unknown_font_split_is_refused() -> None:
         make_sample(np.random.default_rng(0), text=True, font_split="bogus")
 
 
+def test_small_profile_draws_small_frames_with_and_without_text() -> None:
+    samples = list(generate(21, 40, profile="small"))
+    assert all(32 <= s.view.shape[0] <= 192 and 32 <= s.view.shape[1] <= 256 for s in samples)
+    assert all(s.view.dtype == np.uint8 and s.view.ndim in (2, 3) for s in samples)
+    kinds = {s.kind for s in samples}
+    assert "ramp" in kinds and "film" not in kinds and len(kinds) >= 5
+    positives = [s for s in samples if s.has_text]
+    assert 10 <= len(positives) <= 30
+    for sample in positives:
+        rows, columns = sample.view.shape[:2]
+        for x, y, w, h in sample.boxes:
+            assert min(x, y) >= 0 and x + w <= columns and y + h <= rows
+    again = list(generate(21, 40, profile="small"))
+    assert all(np.array_equal(a.view, b.view) for a, b in zip(samples, again, strict=True))
+
+
+def test_ramp_backgrounds_are_wrapping_ramps_and_noise_without_text() -> None:
+    for index in range(8):
+        view = synth._ramp(np.random.default_rng([31, index]), 48, 64)
+        assert view.shape[:2] == (48, 64) and view.dtype == np.uint8
+    grey = [synth._ramp(np.random.default_rng([32, i]), 40, 40).ndim == 2 for i in range(16)]
+    assert any(grey) and not all(grey)  # greyscale and three-channel both occur
+
+
+def test_unknown_profile_is_refused() -> None:
+    with pytest.raises(ValueError, match="profile"):
+        make_sample(np.random.default_rng(0), text=False, profile="tiny")
+
+
 def test_model_input_of_generated_frames_has_the_contract_shape() -> None:
     for sample in generate(2, 4):
         x = model_input(sample.view)
