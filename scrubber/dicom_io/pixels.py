@@ -22,7 +22,7 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from scrubber.errors import ConfigError, InputError
+from scrubber.errors import ConfigError, InputError, UnreadableDicomError
 
 __all__ = [
     "MAX_FRAME_BYTES",
@@ -197,8 +197,10 @@ def _int(ds: Dataset, keyword: str, default: int | None = None) -> int:
     try:
         value = ds.get(keyword, default)
     except Exception:  # pydicom cannot convert the stored value (too short for its VR, say)
-        raise UnsupportedPixelsError(
-            f"{keyword} cannot be read as its VR; the pixels cannot be interpreted."
+        # a damaged value is the file's fault (unreadable), not an encoding scrubber lacks
+        raise UnreadableDicomError(
+            f"{keyword} cannot be read as its VR; the file is damaged and the pixels cannot be "
+            "interpreted. Re-export it from the source."
         ) from None
     if value is None or value == "":
         if default is None:

@@ -7,8 +7,9 @@ should keep the original file instead.
 
 The path (see ``docs/design.md``)::
 
-    inspect ─► header terms ─► classify every frame ─► route (score, header flags)
-      ─► OCR the routed frames (identical frames once) ─► decide (policy) ─► boxes
+    inspect ─► classify every frame ─► route (score, header flags)
+      ─► header terms (only if a frame is routed) ─► OCR the routed frames (identical frames
+      once) ─► decide (policy) ─► boxes
       ─► remove overlays ─► redact stored values ─► check boxes are black ─► OCR again
       ─► de-identify metadata ─► result
 
@@ -276,7 +277,6 @@ def _scrub(
 ) -> None:
     with stages.time("inspect"):
         has_pixels = _inspect(ds)
-        terms = sorted(capture_terms(ds).terms())
     boxes: list[Box] = []
     if has_pixels:
         with stages.time("inspect"):
@@ -294,7 +294,12 @@ def _scrub(
         ]
         found: dict[int, list[TextRegion]] = {}
         enlarged: set[int] = set()
+        terms: list[str] = []
         if routed:
+            with stages.time("inspect"):
+                # the header's identifying values, for the PHI decision and verification only:
+                # captured here, before anything changes the header, and only where OCR runs
+                terms = sorted(capture_terms(ds).terms())
             # enlarged second reads where text is expected (see Reread.every_routed_frame)
             reread = config.reread
             enlarge = (
