@@ -9,9 +9,16 @@ One function, shared by training and inference, so both look at the same pixels:
 * YBR_FULL and YBR_FULL_422: converted to RGB. YBR_ICT and YBR_RCT are already RGB once decoded
   (the JPEG 2000 decoder applies the inverse component transform).
 * RGB: scaled to 8 bits when stored in more.
+
+Greyscale frames of 8- and 16-bit integers take a lookup table: the same arithmetic applied once
+to every possible stored value (65,536 at most) instead of to every pixel, and kept for the next
+frame with the same rescale, window and range. Both routes give the same bytes (IEEE arithmetic is
+element-wise; a test holds them equal).
 """
 
 from __future__ import annotations
+
+from typing import Final
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -88,30 +95,88 @@ def _scale_to_8bit(values: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.asarray(np.clip(scaled, 0.0, 1.0) * 255.0 + 0.5, dtype=np.uint8)
 
 
-def _greyscale(frame: np.ndarray, ds: Dataset, description: PixelDescription) -> np.ndarray:
+def _modality(frame: np.ndarray, ds: Dataset) -> np.ndarray:
     from pydicom.pixels.processing import apply_modality_lut
 
-    values = frame
     if "ModalityLUTSequence" in ds or "RescaleSlope" in ds or "RescaleIntercept" in ds:
         try:
-            values = apply_modality_lut(frame, ds)
+            return np.asarray(apply_modality_lut(frame, ds))
         except (ValueError, TypeError, KeyError, AttributeError):
-            values = frame  # a broken LUT must not stop the view; stored values still show text
+            pass  # a broken LUT must not stop the view; stored values still show text
+    return frame
+
+
+def _window(ds: Dataset) -> tuple[float, float] | None:
+    """Return the first VOI window as the ``(low, high)`` of PS3.3 C.11.2.1.2.1 windowing."""
     center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
     if center is not None and width is not None and width >= 1:
-        # PS3.3 C.11.2.1.2.1: linear windowing.
-        low = center - 0.5 - (width - 1) / 2
-        high = center - 0.5 + (width - 1) / 2
-        view = _scale_to_8bit(values, low, high)
-    else:
+        return center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2
+    return None
+
+
+def _to_view(
+    values: np.ndarray, bounds: tuple[float, float] | None, description: PixelDescription
+) -> np.ndarray:
+    """Modality values to 8 bits between ``bounds`` (None: the values' own finite range)."""
+    if bounds is None:
         finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
         if finite.size == 0:
             view = np.zeros(values.shape, dtype=np.uint8)
         else:
             view = _scale_to_8bit(values, float(finite.min()), float(finite.max()))
+    else:
+        view = _scale_to_8bit(values, *bounds)
     if description.photometric == "MONOCHROME1":
         view = 255 - view
     return view
+
+
+#: Stored types rendered through a lookup table, and how many tables are kept.
+_TABLE_TYPES: Final = frozenset({np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16)})
+_TABLES_KEPT: Final = 32
+_tables: dict[tuple[object, ...], np.ndarray] = {}
+
+
+def _table_key(
+    frame: np.ndarray, ds: Dataset, description: PixelDescription
+) -> tuple[object, ...] | None:
+    """Return what a lookup table for ``frame`` depends on (None: take the direct route).
+
+    Not for modality LUT sequences (not monotonic: the range of a frame without a window cannot
+    be read off its extremes) nor for non-finite rescale values.
+    """
+    if frame.dtype not in _TABLE_TYPES or frame.size == 0 or "ModalityLUTSequence" in ds:
+        return None
+    try:
+        rescale = (repr(ds.get("RescaleSlope")), repr(ds.get("RescaleIntercept")))
+    except Exception:  # a damaged value: the direct route meets it as it always has
+        return None
+    bounds = _window(ds)
+    if bounds is None:
+        # the frame's own range: a rescale is monotonic, so its extremes map to the range's
+        extremes = _modality(np.array([frame.min(), frame.max()], dtype=frame.dtype), ds)
+        if extremes.dtype.kind == "f" and not np.all(np.isfinite(extremes)):
+            return None
+        bounds = (float(extremes.min()), float(extremes.max()))
+    return (frame.dtype.str, description.photometric, rescale, bounds)
+
+
+def _greyscale(frame: np.ndarray, ds: Dataset, description: PixelDescription) -> np.ndarray:
+    key = _table_key(frame, ds, description)
+    if key is None:
+        return _to_view(_modality(frame, ds), _window(ds), description)
+    table = _tables.get(key)
+    if table is None:
+        unsigned = np.dtype(f"u{frame.dtype.itemsize}")
+        every = np.arange(2 ** (8 * frame.dtype.itemsize), dtype=unsigned).view(frame.dtype)
+        bounds = key[3]
+        assert isinstance(bounds, tuple)
+        table = _to_view(_modality(every, ds), bounds, description)
+        if len(_tables) >= _TABLES_KEPT:
+            _tables.clear()
+        _tables[key] = table
+    unsigned = np.dtype(f"u{frame.dtype.itemsize}")
+    return np.asarray(table[frame.view(unsigned)])
 
 
 def _colour_depth(frame: np.ndarray, description: PixelDescription) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -156,3 +157,70 @@ def test_big_endian_palette_renders_like_little_endian(tmp_path: Path) -> None:
     assert np.array_equal(views[0], views[1])
     # red follows the index: entry k holds k * 256 + k // 2, which is k in 8 bits
     assert np.array_equal(views[1][..., 0], values[0].astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "rescale", "window"),
+    [
+        (np.uint16, None, (2048, 4096)),
+        (np.uint16, ("1", "-1024"), (40, 400)),
+        (np.int16, ("2.5", "-1000.25"), None),
+        (np.int16, ("-1", "0"), (0.5, 1)),  # negative slope; a window one value wide
+        (np.uint8, None, None),
+        (np.int8, ("0", "7"), None),  # a flat rescale: every value the same
+        (np.uint16, ("1\\2", "0"), (100, 50)),  # a two-valued slope pydicom refuses: raw values
+    ],
+)
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+def test_rendering_through_a_lookup_table_gives_the_same_bytes_as_the_arithmetic(
+    dtype: type,
+    rescale: tuple[str, str] | None,
+    window: tuple[float, float] | None,
+    photometric: str,
+) -> None:
+    """The table route (every stored value at once) and the direct route (every pixel) agree."""
+    from pydicom.dataset import Dataset
+
+    from scrubber import render
+
+    ds = Dataset()
+    ds.PhotometricInterpretation = photometric
+    if rescale is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = rescale
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(3)
+    frame: np.ndarray = rng.integers(info.min, info.max, size=(40, 50), endpoint=True).astype(dtype)
+    frame[0, :3] = (info.min, info.max, 0)
+    description = SimpleNamespace(photometric=photometric)
+    render._tables.clear()
+    tabled = render._greyscale(frame, ds, description)  # type: ignore[arg-type]
+    assert render._tables  # the table route was taken
+    direct = render._to_view(render._modality(frame, ds), render._window(ds), description)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(tabled, direct)
+    assert tabled.dtype == np.uint8
+    narrow: np.ndarray = (frame // 4).astype(
+        dtype
+    )  # another range: without a window, another table
+    again = render._greyscale(narrow, ds, description)  # type: ignore[arg-type]
+    expected = render._to_view(render._modality(narrow, ds), render._window(ds), description)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(again, expected)
+
+
+def test_a_modality_lut_sequence_renders_without_a_table() -> None:
+    from pydicom.dataset import Dataset
+
+    from scrubber import render
+
+    ds = Dataset()
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    item = Dataset()
+    item.LUTDescriptor = [4, 0, 8]
+    item.LUTData = [10, 20, 30, 250]
+    ds.ModalityLUTSequence = [item]
+    frame = np.array([[0, 1, 2, 3]], np.uint8)
+    render._tables.clear()
+    view = render._greyscale(frame, ds, SimpleNamespace(photometric="MONOCHROME2"))  # type: ignore[arg-type]
+    assert not render._tables
+    assert view.tolist() == [[0, 11, 21, 255]]
