@@ -130,10 +130,24 @@ def converting_a_value(exc: BaseException) -> bool:
     bool
         True when pydicom's raw-element conversion is on the exception's traceback.
     """
+    import itertools
     import traceback
     from pathlib import Path
 
-    return any(
-        frame.name == "convert_raw_data_element" and Path(frame.filename).parent.name == "pydicom"
-        for frame in traceback.extract_tb(exc.__traceback__)
+    frames = traceback.extract_tb(exc.__traceback__)
+
+    def pydicom_frame(frame: traceback.FrameSummary, name: str, module: str | None = None) -> bool:
+        path = Path(frame.filename)
+        return (
+            frame.name == name
+            and path.parent.name == "pydicom"
+            and (module is None or path.stem == module)
+        )
+
+    return any(pydicom_frame(frame, "convert_raw_data_element") for frame in frames) or any(
+        # the converted value stored back on first read (``Dataset.__getitem__`` calls
+        # ``__setitem__``), where a VR of SQ over bytes that hold no items fails
+        pydicom_frame(outer, "__getitem__", "dataset")
+        and pydicom_frame(inner, "__setitem__", "dataset")
+        for outer, inner in itertools.pairwise(frames)
     )

@@ -167,6 +167,23 @@ def test_a_value_pydicom_fails_to_convert_is_recognised() -> None:
         assert not converting_a_value(exc)
 
 
+def test_a_sequence_vr_over_bytes_without_items_is_recognised_as_the_files_fault() -> None:
+    """pydicom converts such a value, then fails storing it back as a Sequence (a TypeError
+    outside its conversion function): still a damaged value, not a bug of scrubber's."""
+    from scrubber.errors import converting_a_value
+
+    path = Path(__file__).resolve().parent.parent / "fuzz" / "regressions"
+    ds = read_instance(path / "sequence-kept-as-bytes.dcm")
+    with pytest.raises(TypeError) as caught:
+        ds[0x00080023]  # Content Date, stored with VR SQ over bytes that hold no items
+    assert converting_a_value(caught.value)
+    from pydicom.dataset import Dataset
+
+    with pytest.raises(TypeError) as ours:
+        Dataset().ContentSequence = ["not a data set"]  # a Sequence made wrongly by a caller
+    assert not converting_a_value(ours.value)
+
+
 def test_a_damaged_value_met_anywhere_in_the_pipeline_is_unreadable_not_internal(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
