@@ -139,8 +139,8 @@ _tables: dict[tuple[object, ...], np.ndarray] = {}
 
 def _table_key(
     frame: np.ndarray, ds: Dataset, description: PixelDescription
-) -> tuple[object, ...] | None:
-    """Return what a lookup table for ``frame`` depends on (None: take the direct route).
+) -> tuple[tuple[object, ...], tuple[float, float]] | None:
+    """Return what a lookup table for ``frame`` depends on and its 8-bit bounds (None: direct).
 
     Not for modality LUT sequences (not monotonic: the range of a frame without a window cannot
     be read off its extremes) nor for non-finite rescale values.
@@ -158,24 +158,22 @@ def _table_key(
         if extremes.dtype.kind == "f" and not np.all(np.isfinite(extremes)):
             return None
         bounds = (float(extremes.min()), float(extremes.max()))
-    return (frame.dtype.str, description.photometric, rescale, bounds)
+    return (frame.dtype.str, description.photometric, rescale, bounds), bounds
 
 
 def _greyscale(frame: np.ndarray, ds: Dataset, description: PixelDescription) -> np.ndarray:
-    key = _table_key(frame, ds, description)
-    if key is None:
+    found = _table_key(frame, ds, description)
+    if found is None:
         return _to_view(_modality(frame, ds), _window(ds), description)
+    key, bounds = found
+    unsigned = np.dtype(f"u{frame.dtype.itemsize}")
     table = _tables.get(key)
     if table is None:
-        unsigned = np.dtype(f"u{frame.dtype.itemsize}")
         every = np.arange(2 ** (8 * frame.dtype.itemsize), dtype=unsigned).view(frame.dtype)
-        bounds = key[3]
-        assert isinstance(bounds, tuple)
         table = _to_view(_modality(every, ds), bounds, description)
         if len(_tables) >= _TABLES_KEPT:
             _tables.clear()
         _tables[key] = table
-    unsigned = np.dtype(f"u{frame.dtype.itemsize}")
     return np.asarray(table[frame.view(unsigned)])
 
 
