@@ -7,14 +7,16 @@ import pytest
 from pydicom.dataset import Dataset
 
 from scrubber.detect import TextClassifier
-from scrubber.dicom_io.pixels import describe_pixels
+from scrubber.dicom_io.pixels import PixelDescription, describe_pixels
 from scrubber.pipeline import instance as pipeline_module
 
 
 def pin_scores(monkeypatch: pytest.MonkeyPatch, score: float) -> None:
     """Make every frame of every instance score ``score`` in :func:`scrub_instance`."""
 
-    def fake(_classifier: TextClassifier, ds: Dataset) -> np.ndarray:
-        return np.full(describe_pixels(ds).frames, score, np.float32)
+    def fake(
+        _classifier: TextClassifier, ds: Dataset, description: PixelDescription | None = None
+    ) -> np.ndarray:
+        return np.full((description or describe_pixels(ds)).frames, score, np.float32)
 
     monkeypatch.setattr(pipeline_module, "score_instance", fake)

@@ -30,6 +30,7 @@ this module logs it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -44,12 +45,14 @@ __all__ = [
     "DEFAULT_ENGINE",
     "DEFAULT_REREAD",
     "ENGINES",
+    "DeferredEngine",
     "OcrEngine",
     "OcrUnavailableError",
     "ReadResult",
     "Reread",
     "TextRegion",
     "available_engines",
+    "check_engine",
     "load_engine",
     "merge_regions",
     "read_text",
@@ -207,8 +210,6 @@ def available_engines() -> list[str]:
     list of str
         Sorted names.
     """
-    import importlib.util
-
     found = []
     for name in sorted(ENGINES):
         package = _ENGINE_PACKAGES.get(name)
@@ -250,7 +251,7 @@ def load_engine(name: str = DEFAULT_ENGINE, *, threads: int | None = None) -> Oc
     return engine
 
 
-def _build(name: str, threads: int | None) -> OcrEngine:
+def _factory(name: str) -> Callable[..., OcrEngine]:
     factory = ENGINES[name]
     if isinstance(factory, str):
         module_name, _, attribute = factory.partition(":")
@@ -262,9 +263,136 @@ def _build(name: str, threads: int | None) -> OcrEngine:
                 f"OCR engine {name!r} cannot be imported ({type(exc).__name__}): install its "
                 f"package ({package}), e.g. pip install -e . from the project root"
             ) from None
-        factory = getattr(module, attribute)
-    engine: OcrEngine = factory(threads=threads)
+        resolved: Callable[..., OcrEngine] = getattr(module, attribute)
+        return resolved
+    return factory
+
+
+def _build(name: str, threads: int | None) -> OcrEngine:
+    engine: OcrEngine = _factory(name)(threads=threads)
     return engine
+
+
+def check_engine(name: str = DEFAULT_ENGINE) -> None:
+    """Check, without loading it, that an OCR engine can be loaded.
+
+    The engine's module is imported (not its OCR stack) and, where the engine has one, its
+    ``check()`` runs: RapidOCR's looks for its bundled model files, EasyOCR's checks its offline
+    weights against their MD5 sums. A batch driver calls this before it starts workers that load
+    the engine only when an input first needs OCR (:class:`DeferredEngine`), so that a broken
+    installation stops the run at once rather than at the first image with text.
+
+    Parameters
+    ----------
+    name : str, optional
+        Registered engine name.
+
+    Raises
+    ------
+    OcrUnavailableError
+        If ``name`` is not registered, or its package or model files are missing.
+    """
+    if name not in ENGINES:
+        raise OcrUnavailableError(
+            f"unknown OCR engine {name!r}; choose one of: {', '.join(sorted(ENGINES))}"
+        )
+    package = _ENGINE_PACKAGES.get(name)
+    if package is not None and importlib.util.find_spec(package) is None:
+        raise OcrUnavailableError(
+            f"OCR engine {name!r} is not installed: install its package ({package}), e.g. "
+            "pip install -e . from the project root"
+        )
+    check = getattr(_factory(name), "check", None)
+    if callable(check):
+        check()
+
+
+class DeferredEngine:
+    """An OCR engine that loads on first use.
+
+    Loading RapidOCR takes about a second of CPU; a batch worker whose inputs are all clean CT
+    slices never needs it. The name is known at once; ``max_side`` and :meth:`read` load the
+    engine (through :func:`load_engine`, so a process shares one). A failed load is kept in
+    :attr:`error` and raised again on every later use.
+
+    Parameters
+    ----------
+    name : str, optional
+        Registered engine name.
+    threads : int, optional
+        CPU threads the engine may use.
+
+    Raises
+    ------
+    OcrUnavailableError
+        If ``name`` is not registered.
+    """
+
+    def __init__(self, name: str = DEFAULT_ENGINE, *, threads: int | None = None) -> None:
+        if name not in ENGINES:
+            raise OcrUnavailableError(
+                f"unknown OCR engine {name!r}; choose one of: {', '.join(sorted(ENGINES))}"
+            )
+        self.name = name
+        self.threads = threads
+        self.error: OcrUnavailableError | None = None
+        self._engine: OcrEngine | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the engine has been loaded."""
+        return self._engine is not None
+
+    def engine(self) -> OcrEngine:
+        """Return the engine, loading it on the first call.
+
+        Returns
+        -------
+        OcrEngine
+            The loaded engine.
+
+        Raises
+        ------
+        OcrUnavailableError
+            If it cannot be loaded (now or at an earlier call).
+        """
+        with self._lock:
+            if self._engine is None:
+                if self.error is not None:
+                    raise self.error
+                try:
+                    self._engine = load_engine(self.name, threads=self.threads)
+                except OcrUnavailableError as exc:
+                    self.error = exc
+                    raise
+                except Exception as exc:  # an OCR stack failing to start (a damaged model file)
+                    self.error = OcrUnavailableError(
+                        f"OCR engine {self.name!r} failed to load ({type(exc).__name__}); "
+                        "reinstall it (pip install -e . from the project root) and rerun"
+                    )
+                    raise self.error from None
+            return self._engine
+
+    @property
+    def max_side(self) -> int:
+        """The loaded engine's working size (loads it)."""
+        return self.engine().max_side
+
+    def read(self, view: np.ndarray) -> list[TextRegion]:
+        """Read one rendered frame or tile with the engine (loads it).
+
+        Parameters
+        ----------
+        view : numpy.ndarray
+            ``uint8`` frame, greyscale or RGB.
+
+        Returns
+        -------
+        list of TextRegion
+            Regions in ``view``'s pixel coordinates.
+        """
+        return self.engine().read(view)
 
 
 # --------------------------------------------------------------------------- frame handling

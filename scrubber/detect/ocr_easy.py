@@ -99,6 +99,8 @@ class EasyOcrEngine:
 
     name = "easyocr"
     max_side = 2048
+    #: Checks the offline weights without loading torch's models (:func:`check_models`).
+    check = staticmethod(check_models)
 
     def __init__(self, threads: int | None = None, device: str = "auto") -> None:
         folder = check_models()

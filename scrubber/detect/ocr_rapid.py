@@ -60,13 +60,7 @@ class RapidOcrEngine:
     max_side = 2048
 
     def __init__(self, threads: int | None = None) -> None:
-        folder = _model_dir()
-        missing = [name for name in MODEL_FILES.values() if not (folder / name).is_file()]
-        if missing:
-            raise OcrUnavailableError(
-                f"rapidocr's bundled model files are missing ({', '.join(missing)}) in {folder}; "
-                "reinstall the rapidocr wheel (scrubber never downloads models)"
-            )
+        folder = self.check()
         threads = threads or min(4, os.cpu_count() or 1)
         params: dict[str, Any] = {
             "Global.log_level": "error",
@@ -88,6 +82,29 @@ class RapidOcrEngine:
         self._ocr = RapidOCR(params=params)
         self._lock = threading.Lock()
         self.threads = threads
+
+    @staticmethod
+    def check() -> Path:
+        """Find RapidOCR's bundled model files without loading them.
+
+        Returns
+        -------
+        pathlib.Path
+            The folder holding them.
+
+        Raises
+        ------
+        OcrUnavailableError
+            If rapidocr or one of the files is missing.
+        """
+        folder = _model_dir()
+        missing = [name for name in MODEL_FILES.values() if not (folder / name).is_file()]
+        if missing:
+            raise OcrUnavailableError(
+                f"rapidocr's bundled model files are missing ({', '.join(missing)}) in {folder}; "
+                "reinstall the rapidocr wheel (scrubber never downloads models)"
+            )
+        return folder
 
     def read(self, view: np.ndarray) -> list[TextRegion]:
         """Find and read the text of one rendered frame or tile.

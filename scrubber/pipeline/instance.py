@@ -284,7 +284,7 @@ def _scrub(
             result.frames = description.frames
             result.flags = header_flags(ds)
         with stages.time("classify"):
-            scores = [float(s) for s in score_instance(classifier, ds)]
+            scores = [float(s) for s in score_instance(classifier, ds, description)]
         result.scores = scores
         thresholds = classifier.thresholds
         routed = [

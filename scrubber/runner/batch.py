@@ -209,15 +209,21 @@ _WORKER: _Worker | None = None
 
 
 def _init_worker(settings: RunSettings) -> None:
-    """Load the models once per worker process (one inference thread each)."""
+    """Load the classifier once per worker process (one inference thread each).
+
+    The OCR engine loads when an input first needs it
+    (:class:`~scrubber.detect.ocr.DeferredEngine`): about a second of CPU per worker that a run
+    of clean slices never spends. The driver checked that it can load
+    (:func:`~scrubber.detect.ocr.check_engine`).
+    """
     global _WORKER  # noqa: PLW0603 - one worker state per process, set by the pool initializer
     from scrubber.detect import load_classifier
-    from scrubber.detect.ocr import load_engine
+    from scrubber.detect.ocr import DeferredEngine
 
     classifier = load_classifier(
         settings.model_dir, device=settings.device, threads=settings.threads
     )
-    engine = load_engine(settings.ocr, threads=settings.threads)
+    engine = DeferredEngine(settings.ocr, threads=settings.threads)
     store = KeyStore(settings.key_path, settings.deid.project) if settings.key_path else None
     _WORKER = _Worker(
         settings=settings,
@@ -316,6 +322,15 @@ def process(task: Task) -> WorkResult:
         )
     if os.getppid() != worker.parent:  # the driver is gone: write nothing more
         os._exit(1)
+    if getattr(worker.engine, "error", None) is not None:
+        # The OCR engine failed to load here although the driver's check passed (a damaged
+        # model file, memory): no input that needs OCR can be done, so the run stops, and
+        # this one is not held for a fault of the installation.
+        raise RunnerError(
+            f"The OCR engine {settings.ocr!r} could not be loaded in a worker "
+            f"({worker.engine.error.reason}); the run stops. What is done stays done: reinstall "
+            "scrubber (pip install -e . from the project root), then rerun the same command."
+        )
     staged: list[tuple[Path, Path]] = []
     if result.released and result.dataset is not None:
         final = _output_path(settings, task.name, result)
@@ -437,6 +452,8 @@ def _outcome(future: Future[WorkResult], name: str) -> WorkResult:
         return future.result()
     except BrokenProcessPool:
         raise _WorkerDiedError from None
+    except RunnerError:  # the worker says the run cannot go on
+        raise
     except Exception as exc:  # a bug in one input's work must not stop the others
         _log.error(
             "the work on one input raised %s; it is left for the next run", type(exc).__name__
@@ -487,7 +504,8 @@ class BatchRun:
     Raises
     ------
     ConfigError
-        If the folders overlap, another run holds the output, or the ledger does not fit.
+        If the folders overlap, another run holds the output, or the ledger does not fit, or
+        the OCR engine cannot be loaded (:class:`~scrubber.detect.ocr.OcrUnavailableError`).
     """
 
     def __init__(
@@ -500,10 +518,13 @@ class BatchRun:
         engine: Literal["local", "ray"] = "local",
         address: str | None = None,
     ) -> None:
+        from scrubber.detect.ocr import check_engine
+
         self.settings = settings
         self.workers = max(1, workers)
         self.engine = engine
         self.address = address
+        check_engine(settings.ocr)  # workers load it only when an input first needs it
         _check_paths(settings, ledger)
         try:
             settings.out.mkdir(parents=True, exist_ok=True)
@@ -810,6 +831,8 @@ class BatchRun:
                             ) from None
                         continue
                     except ray.exceptions.RayTaskError as exc:  # a bug: this input only
+                        if isinstance(exc.cause, RunnerError):  # the run cannot go on
+                            raise exc.cause from None
                         idle.append(handle)
                         _log.error(
                             "the work on one input raised %s; it is left for the next run",

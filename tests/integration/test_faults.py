@@ -392,6 +392,82 @@ def test_an_ocr_backend_that_raises_holds_that_instance_and_the_run_goes_on(
 
 
 # ---------------------------------------------------------------------------------------------
+# the OCR engine: loaded only when an input needs it, and a load that fails stops the run
+
+
+def test_workers_load_the_ocr_engine_only_for_inputs_that_need_it(
+    tree: Path, tmp_path: Path
+) -> None:
+    built: list[int | None] = []
+
+    def counting(threads: int | None = None) -> _Quiet:
+        built.append(threads)
+        return _Quiet()
+
+    register_engine("counting-once", counting)
+    try:
+        result = _run(tmp_path, tree, ocr="counting-once")
+        assert result.exit_code == 1, result.output  # broken.dcm is held
+        assert {r["outcome"] for r in _rows(tmp_path).values()} >= {"clean"}
+        assert built == []  # four clean CT slices: nothing to read, nothing loaded
+        banner = ultrasound_with_banner(f"{CANARY} X", "7712345")  # always read by OCR
+        banner.save_as(tree / "us.dcm", enforce_file_format=True)
+        again = _run(tmp_path, tree, ocr="counting-once")
+        assert again.exit_code == 1, again.output
+        assert built == [1]
+    finally:
+        ENGINES.pop("counting-once", None)
+
+
+def test_an_ocr_engine_that_fails_to_load_in_a_worker_stops_the_run_and_holds_nothing(
+    tree: Path, tmp_path: Path
+) -> None:
+    calls = {"n": 0}
+
+    def first_load_fails(threads: int | None = None) -> _Quiet:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError(f"damaged model file near {CANARY}")
+        return _Quiet()
+
+    register_engine("fails-first", first_load_fails)
+    banner = ultrasound_with_banner(f"{CANARY} X", "7712345")
+    banner.save_as(tree / "us.dcm", enforce_file_format=True)
+    try:
+        result = _run(tmp_path, tree, ocr="fails-first")
+        assert result.exit_code == 2, result.output
+        assert "could not be loaded" in result.output and "RuntimeError" not in result.output
+        assert CANARY not in result.output
+        quarantine = tmp_path / "out.quarantine"
+        assert "us.dcm" not in {p.name for p in quarantine.rglob("*")}  # not blamed on it
+        assert "us.dcm" not in _finals(tmp_path / "out")
+        with sqlite3.connect(tmp_path / "out.ledger.sqlite") as db:
+            state = db.execute("SELECT state FROM inputs WHERE input = 'us.dcm'").fetchone()
+        assert state == ("started",)  # left for the next run
+        again = _run(tmp_path, tree, ocr="fails-first")  # the installation is mended
+        assert again.exit_code == 1, again.output
+        rows = check_one_place(tree, tmp_path / "out", quarantine, _report(tmp_path))
+        outcomes = {r["input"]: (r["outcome"], r["reasons"]) for r in rows}
+        # read this time (the stand-in finds no text on a banner the classifier is sure of)
+        assert outcomes["us.dcm"] == ("quarantined", ["uncertain_score"])
+        assert all(outcomes[f"ct{i}.dcm"][0] == "clean" for i in range(4))
+    finally:
+        ENGINES.pop("fails-first", None)
+
+
+def test_an_ocr_engine_that_cannot_load_is_refused_before_any_work(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scrubber.detect import ocr_rapid
+
+    monkeypatch.setitem(ocr_rapid.MODEL_FILES, "Rec", "no-such-recogniser.onnx")
+    result = _run(tmp_path, tree, ocr="rapidocr")
+    assert result.exit_code == 2, result.output
+    assert "no-such-recogniser.onnx" in result.output
+    assert not (tmp_path / "out").exists() or _finals(tmp_path / "out") == set()
+
+
+# ---------------------------------------------------------------------------------------------
 # a worker killed in the middle of an instance
 
 

@@ -130,3 +130,30 @@ def test_workers_dying_whatever_the_input_stop_the_run_and_hold_nothing(tmp_path
     quarantine = tmp_path / "out.quarantine"
     assert not [p for p in quarantine.rglob("*") if p.is_file()]  # nobody's file is blamed
     assert not [p for p in (tmp_path / "out").rglob("*.dcm")]
+
+
+_BROKEN_OCR = """
+from scrubber.detect import ocr_rapid
+
+
+def _refuse(self, threads=None):
+    raise RuntimeError("the recogniser's model file is damaged")
+
+
+ocr_rapid.RapidOcrEngine.__init__ = _refuse
+"""
+
+
+def test_an_ocr_engine_failing_to_load_in_the_workers_stops_the_run(tmp_path: Path) -> None:
+    """The driver's check passes, the workers' load fails: the run stops, blaming no input."""
+    source = tmp_path / "in"
+    write_samples(source, patients=1, seed=9)  # its ultrasound cine always goes through OCR
+    command, env = _crash_run(tmp_path, source)
+    (tmp_path / "hook" / "sitecustomize.py").write_text(_BROKEN_OCR)
+    run = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=600)
+
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert "could not be loaded" in run.stderr and "damaged" not in run.stderr
+    quarantine = tmp_path / "out.quarantine"
+    assert not [p for p in quarantine.rglob("*") if p.is_file()]  # nobody's file is blamed
+    assert not [p for p in tmp_path.rglob(".*.tmp")]

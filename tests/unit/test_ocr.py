@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -10,10 +11,12 @@ import pytest
 
 from scrubber.detect.ocr import (
     ENGINES,
+    DeferredEngine,
     OcrEngine,
     OcrUnavailableError,
     TextRegion,
     available_engines,
+    check_engine,
     load_engine,
     merge_regions,
     read_text,
@@ -135,6 +138,78 @@ def test_a_missing_engine_package_is_a_clear_error() -> None:
             load_engine("test-missing")
     finally:
         del ENGINES["test-missing"]
+
+
+def test_a_deferred_engine_loads_on_first_read_and_only_once() -> None:
+    built: list[int | None] = []
+
+    def factory(threads: int | None = None) -> OcrEngine:
+        built.append(threads)
+        return _Scripted(1600, [TextRegion(1, 2, 30, 10, "x", 0.9)])
+
+    register_engine("test-deferred", factory)
+    try:
+        engine = DeferredEngine("test-deferred", threads=3)
+        assert engine.name == "test-deferred" and not engine.loaded and built == []
+        assert engine.read(np.zeros((20, 40), np.uint8))[0].width == 30
+        assert engine.max_side == 1600
+        engine.read(np.zeros((20, 40), np.uint8))
+        assert engine.loaded and built == [3]
+    finally:
+        del ENGINES["test-deferred"]
+
+
+def test_a_deferred_engine_that_cannot_load_says_so_at_every_use() -> None:
+    attempts: list[int] = []
+
+    def broken(threads: int | None = None) -> OcrEngine:
+        attempts.append(1)
+        raise RuntimeError("a damaged model file")
+
+    register_engine("test-broken", broken)
+    try:
+        engine = DeferredEngine("test-broken")
+        for _ in range(2):
+            with pytest.raises(OcrUnavailableError, match=r"failed to load \(RuntimeError"):
+                engine.read(np.zeros((8, 8), np.uint8))
+        assert engine.error is not None and attempts == [1]  # not retried on every frame
+    finally:
+        del ENGINES["test-broken"]
+    with pytest.raises(OcrUnavailableError, match="unknown OCR engine"):
+        DeferredEngine("tesseract-9000")
+
+
+class _Checked(_Scripted):
+    checks: ClassVar[list[str]] = []
+
+    @staticmethod
+    def check() -> None:
+        _Checked.checks.append("checked")
+        raise OcrUnavailableError("model files are missing")
+
+
+def test_check_engine_runs_the_engine_check_without_building_it() -> None:
+    register_engine("test-checked", _Checked)
+    register_engine("test-missing", "scrubber_no_such_module:Engine")
+    try:
+        with pytest.raises(OcrUnavailableError, match="model files are missing"):
+            check_engine("test-checked")
+        assert _Checked.checks == ["checked"]
+        with pytest.raises(OcrUnavailableError, match="cannot be imported"):
+            check_engine("test-missing")
+        with pytest.raises(OcrUnavailableError, match="unknown OCR engine"):
+            check_engine("tesseract-9000")
+    finally:
+        del ENGINES["test-checked"], ENGINES["test-missing"]
+    check_engine("rapidocr")  # the bundled models are there
+
+
+def test_rapidocr_check_names_missing_model_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scrubber.detect import ocr_rapid
+
+    monkeypatch.setitem(ocr_rapid.MODEL_FILES, "Det", "no-such-detector.onnx")
+    with pytest.raises(OcrUnavailableError, match=r"no-such-detector\.onnx"):
+        check_engine("rapidocr")
 
 
 def _banner_frame() -> np.ndarray:

@@ -44,6 +44,7 @@ from scrubber.dicom_io import pixels as pixels_module
 from scrubber.dicom_io import read_instance, write_instance
 from scrubber.dicom_io.pixels import (
     FrameTooLargeError,
+    PixelDescription,
     UnsupportedPixelsError,
     describe_pixels,
     iter_frames,
@@ -403,11 +404,13 @@ class _Classifier:
         high = 0.99
 
 
-def _pinned_scores(_classifier: object, ds: Dataset) -> np.ndarray:
+def _pinned_scores(
+    _classifier: object, ds: Dataset, description: PixelDescription | None = None
+) -> np.ndarray:
     """Decode and render every frame as the real scorer does, then score each 0.6 (OCR runs)."""
     from scrubber.render import render_frame
 
-    description = describe_pixels(ds)
+    description = description or describe_pixels(ds)
     views = [render_frame(f, ds, description) for f in iter_frames(ds)]
     return np.full(len(views), 0.6, np.float32)
 

@@ -29,3 +29,17 @@ def test_frames_scored_in_order_and_repeats_across_batches_once() -> None:
     views = [render_frame(f, ds, description) for f in iter_frames(ds, indices=[0, 1, 2])]
     expected = classifier.score_views(views)
     np.testing.assert_array_equal(scores, np.tile(expected, 14)[:40])
+
+
+def test_one_and_two_frame_instances_score_like_the_batched_path() -> None:
+    """A single frame skips the repeat digest; its score and type are those of the batcher."""
+    classifier = load_classifier(ROOT / "models", device="cpu", threads=1)
+    for frames in (1, 2):
+        ds, _values = build_image(
+            photometric="MONOCHROME2", bits_stored=12, frames=frames, rows=64, columns=80, seed=9
+        )
+        description = describe_pixels(ds)
+        scores = score_instance(classifier, ds, description)
+        views = [render_frame(f, ds, description) for f in iter_frames(ds)]
+        assert scores.shape == (frames,) and scores.dtype == np.float32
+        np.testing.assert_array_equal(scores, classifier.score_views(views))
