@@ -45,7 +45,7 @@ def score_instance(
         If a frame cannot be decoded.
     """
     description = description or describe_pixels(ds)
-    frames = iter_frames(ds)
+    frames = iter_frames(ds, description=description)
     first = next(frames, None)
     if first is None:
         return np.zeros(0, np.float32)

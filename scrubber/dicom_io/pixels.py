@@ -341,7 +341,11 @@ def transfer_syntax(ds: Dataset) -> UID:
 
 
 def iter_frames(
-    ds: Dataset, *, indices: list[int] | None = None, keep_unused_bits: bool = False
+    ds: Dataset,
+    *,
+    indices: list[int] | None = None,
+    keep_unused_bits: bool = False,
+    description: PixelDescription | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode the frames of ``ds`` one at a time, as stored values.
 
@@ -353,6 +357,8 @@ def iter_frames(
         Only these frames (in this order); all frames by default.
     keep_unused_bits : bool, optional
         Keep bits above Bits Stored (where overlays may be embedded) instead of clearing them.
+    description : PixelDescription, optional
+        ``describe_pixels(ds)``, if the caller has it already.
 
     Yields
     ------
@@ -369,7 +375,7 @@ def iter_frames(
     """
     from pydicom.pixels.utils import iter_pixels
 
-    description = describe_pixels(ds)
+    description = description or describe_pixels(ds)
     wanted = list(range(description.frames)) if indices is None else indices
     if any(not 0 <= index < description.frames for index in wanted):
         raise UnsupportedPixelsError("A requested frame index is outside the instance.")
