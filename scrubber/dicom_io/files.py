@@ -11,6 +11,7 @@ the final name only when complete: a crash leaves either the old file or the new
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 import warnings
@@ -33,6 +34,7 @@ __all__ = [
     "UnencodableDatasetError",
     "commit_instance",
     "looks_like_dicom",
+    "looks_like_dicom_head",
     "read_instance",
     "stage_instance",
     "write_instance",
@@ -73,6 +75,22 @@ def looks_like_dicom(path: Path) -> bool:
             head = fp.read(132)
     except OSError:
         return False
+    return looks_like_dicom_head(head)
+
+
+def looks_like_dicom_head(head: bytes) -> bool:
+    """:func:`looks_like_dicom` on a file's content (its first 132 bytes are enough).
+
+    Parameters
+    ----------
+    head : bytes
+        The start of the file (or all of it).
+
+    Returns
+    -------
+    bool
+        As :func:`looks_like_dicom`.
+    """
     if len(head) >= 132 and head[128:132] == b"DICM":
         return True
     if len(head) < 8:
@@ -82,7 +100,9 @@ def looks_like_dicom(path: Path) -> bool:
     return group_le in (0x0002, 0x0008) or group_be in (0x0002, 0x0008)
 
 
-def read_instance(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
+def read_instance(
+    path: Path, *, stop_before_pixels: bool = False, data: bytes | None = None
+) -> Dataset:
     """Read one DICOM instance.
 
     Parameters
@@ -91,6 +111,9 @@ def read_instance(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
         The file to read.
     stop_before_pixels : bool, optional
         Stop before PixelData (for header-only work).
+    data : bytes, optional
+        The file's content, already read by the caller (a batch worker reads a file once, for
+        its digest and its parse); ``path`` then only names it.
 
     Returns
     -------
@@ -105,19 +128,23 @@ def read_instance(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
         If it is DICOM but cannot be parsed (truncated, absurd lengths, too deeply nested).
     """
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise NotDicomError(f"{path} is not a regular file; give a DICOM file.")
-    if not looks_like_dicom(path):
+    if not (looks_like_dicom(path) if data is None else looks_like_dicom_head(data[:132])):
         raise NotDicomError(
             f"{path} is not DICOM: it has neither a DICM preamble nor a leading DICOM element."
         )
+
+    def source() -> Path | _NamedBytes:
+        return path if data is None else _NamedBytes(data, str(path))
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             try:
-                ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+                ds = pydicom.dcmread(source(), stop_before_pixels=stop_before_pixels)
             except InvalidDicomError:
-                ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
+                ds = pydicom.dcmread(source(), force=True, stop_before_pixels=stop_before_pixels)
                 _check_headless(path, ds)
             if not ds.keys():
                 raise UnreadableDicomError(
@@ -140,6 +167,14 @@ def read_instance(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
                 "truncated or malformed. Re-export it from the source, or quarantine it."
             ) from None
     return ds
+
+
+class _NamedBytes(io.BytesIO):
+    """A file's content in memory, under the file's name (pydicom records it as the filename)."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__(data)
+        self.name = name
 
 
 _KNOWN_VRS: Final = frozenset(vr.value for vr in VR)

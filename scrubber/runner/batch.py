@@ -40,7 +40,7 @@ from pydicom.dataset import Dataset
 from scrubber.deid import DeidConfig, Deidentifier, KeyStore
 from scrubber.detect.classifier import Manifest
 from scrubber.dicom_io import flush_file, looks_like_dicom, read_instance, stage_instance
-from scrubber.dicom_io.files import UnencodableDatasetError
+from scrubber.dicom_io.files import UnencodableDatasetError, looks_like_dicom_head
 from scrubber.errors import ConfigError, OutputError, ScrubberError
 from scrubber.pipeline import InstanceResult, Outcome, QuarantineReason, ScrubConfig, scrub_instance
 from scrubber.runner.deid_job import _inside, iter_files
@@ -303,8 +303,10 @@ def process(task: Task) -> WorkResult:
         raise RuntimeError("process() runs in a worker set up by the batch run")
     start = time.perf_counter()
     settings = worker.settings
-    digest = _digest(task.path)
-    if digest is None or not looks_like_dicom(task.path):
+    data, digest = _read_input(task.path)
+    if digest is None or not (
+        looks_like_dicom(task.path) if data is None else looks_like_dicom_head(data)
+    ):
         return WorkResult(
             task.name,
             "skipped",
@@ -316,7 +318,8 @@ def process(task: Task) -> WorkResult:
             versions=worker.versions,
         )
     try:
-        dataset = read_instance(task.path)
+        dataset = read_instance(task.path, data=data)
+        data = None  # parsed: the copy in memory is not needed any more
     except ScrubberError as exc:
         result = InstanceResult(
             outcome=Outcome.QUARANTINED, reason=QuarantineReason.UNREADABLE, message=str(exc)
@@ -417,7 +420,29 @@ def _policy(name: str) -> Any:
     return Policy(name)
 
 
+#: Inputs up to this size are read into memory once, for their digest and their parse; larger
+#: ones are streamed through the digest and parsed from the file (never two copies of a large
+#: multi-frame file at once).
+_IN_MEMORY_BYTES: Final = 64 * 1024 * 1024
+
+
+def _read_input(path: Path) -> tuple[bytes | None, str | None]:
+    """Return a small input's content and its SHA-256; a large one's digest only.
+
+    ``(None, None)`` if the file cannot be read.
+    """
+    try:
+        with path.open("rb") as fp:
+            if os.fstat(fp.fileno()).st_size <= _IN_MEMORY_BYTES:
+                data = fp.read()
+                return data, hashlib.sha256(data).hexdigest()
+    except OSError:
+        return None, None
+    return None, _digest(path)
+
+
 def _digest(path: Path) -> str | None:
+    """Return a file's SHA-256, streamed; ``None`` if it cannot be read."""
     digest = hashlib.sha256()
     try:
         with path.open("rb") as fp:
@@ -561,6 +586,8 @@ class BatchRun:
             raise
         self.fingerprint = fingerprint
         self._worker_died = False  # set when a worker process died during run()
+        # Inputs the ledger knew when the run was planned; None: not planned here, ask the ledger
+        self._recorded: set[str] | None = None
 
     def close(self) -> None:
         """Close the ledger and release the output lock."""
@@ -602,6 +629,7 @@ class BatchRun:
     def plan(self) -> tuple[list[Task], int]:
         """List inputs still to do (new, changed or unfinished) and count those already done."""
         done = self.ledger.finished()
+        self._recorded = self.ledger.names()
         source = self.settings.source
         tasks, skipped = [], 0
         for path in iter_files(source):
@@ -881,7 +909,8 @@ class BatchRun:
     def _commit(self, result: WorkResult) -> LedgerRow:
         """Put one input's staged files in place and record it (in that order)."""
         finals = [str(final) for _tmp, final in result.staged]
-        for old in self.ledger.previous_paths(result.name):
+        recorded = self._recorded is None or result.name in self._recorded
+        for old in self.ledger.previous_paths(result.name) if recorded else []:
             if old not in finals:  # an earlier run's output of a changed input
                 with contextlib.suppress(FileNotFoundError):
                     Path(old).unlink()

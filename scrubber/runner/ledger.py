@@ -235,6 +235,10 @@ class Ledger:
         rows = self._db.execute("SELECT input, paths FROM inputs WHERE state != 'done'")
         return {name: json.loads(paths) for name, paths in rows}
 
+    def names(self) -> set[str]:
+        """Return every input the ledger has a row for, whatever its state."""
+        return {name for (name,) in self._db.execute("SELECT input FROM inputs")}
+
     def previous_paths(self, name: str) -> list[str]:
         """Return the final paths recorded for an input (removed before it is redone)."""
         row = self._db.execute("SELECT paths FROM inputs WHERE input = ?", (name,)).fetchone()

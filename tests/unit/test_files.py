@@ -120,3 +120,44 @@ def test_a_stray_delimiter_at_data_set_level_is_dropped(tmp_path: Path, instance
     assert not [t for t in ds.keys() if t.group == 0xFFFE]
     write_instance(ds, tmp_path / "out.dcm")
     assert pydicom.dcmread(tmp_path / "out.dcm").PixelData == instance.PixelData
+
+
+def test_content_read_by_the_caller_parses_and_fails_as_the_file_would(
+    tmp_path: Path, instance: Dataset
+) -> None:
+    """``read_instance(path, data=...)``: the same data set, the same typed refusals."""
+    path = _write(instance, tmp_path / "full.dcm")
+    data = path.read_bytes()
+    from_file, from_memory = read_instance(path), read_instance(path, data=data)
+    assert [e.tag for e in from_memory] == [e.tag for e in from_file]
+    assert from_memory.PixelData == from_file.PixelData
+    assert from_memory.filename == str(path)  # named as if read from the file
+    instance.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    headless = tmp_path / "headless.dcm"
+    pydicom.dcmwrite(headless, instance, implicit_vr=True, little_endian=True)
+    body = headless.read_bytes()
+    bare = body[body.index(b"\x08\x00") :]
+    assert read_instance(headless, data=bare).SOPInstanceUID == instance.SOPInstanceUID
+    with pytest.raises(NotDicomError):
+        read_instance(tmp_path / "notes.txt", data=b"Patient John Doe, MRN 12345\n" * 10)
+    with pytest.raises(InputError):
+        dataset = read_instance(path, data=data[: len(data) // 3])
+        for _elem in dataset.iterall():
+            pass
+        raise UnreadableDicomError("read succeeded on truncated content")
+
+
+def test_a_batch_worker_reads_a_small_input_once_and_streams_a_large_one(
+    tmp_path: Path, instance: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from scrubber.runner import batch
+
+    path = _write(instance, tmp_path / "one.dcm")
+    expected = hashlib.sha256(path.read_bytes()).hexdigest()
+    data, digest = batch._read_input(path)
+    assert data == path.read_bytes() and digest == expected
+    monkeypatch.setattr(batch, "_IN_MEMORY_BYTES", 1024)
+    assert batch._read_input(path) == (None, expected)
+    assert batch._read_input(tmp_path / "missing.dcm") == (None, None)
