@@ -174,7 +174,7 @@ def _greyscale(frame: np.ndarray, ds: Dataset, description: PixelDescription) ->
         if len(_tables) >= _TABLES_KEPT:
             _tables.clear()
         _tables[key] = table
-    return np.asarray(table[frame.view(unsigned)])
+    return np.take(table, frame.view(unsigned))  # same as table[...], faster
 
 
 def _colour_depth(frame: np.ndarray, description: PixelDescription) -> np.ndarray:

@@ -85,6 +85,26 @@ def test_extremes_and_mean_are_exact_block_statistics_for_integer_factors() -> N
     assert np.abs(out[MEAN].astype(float) - blocks.mean(axis=(1, 3))).max() <= 0.5
 
 
+@pytest.mark.parametrize(
+    ("rows", "columns"),
+    [(512, 512), (768, 1024), (1280, 512), (256, 2048), (2048, 1792), (300, 700)],
+)
+def test_extremes_are_exact_block_statistics_for_every_block_shape(rows: int, columns: int) -> None:
+    """Non-square and uneven factors (after nearest-neighbour filling), luma and chroma alike."""
+    from scrubber.detect.model_input import _exact_multiple, _luma_chroma
+
+    rng = np.random.default_rng(rows * columns)
+    view = rng.integers(0, 256, (rows, columns, 3), dtype=np.uint8)
+    out = model_input(view)
+    luma, chroma = _luma_chroma(view)
+    assert chroma is not None
+    for plane, channels in ((luma, {MAX: np.max, MIN: np.min}), (chroma, {3: np.max})):
+        filled, ky, kx = _exact_multiple(plane, 256)
+        blocks = filled.reshape(256, ky, 256, kx)
+        for channel, reduce in channels.items():
+            assert np.array_equal(out[channel], reduce(blocks, axis=(1, 3))), (channel, ky, kx)
+
+
 @pytest.mark.parametrize("offset", range(8))
 def test_one_pixel_dark_stroke_on_bright_ground_survives_in_the_min_channel(offset: int) -> None:
     view = np.full((2000, 2000), 230, np.uint8)
