@@ -150,7 +150,7 @@ def test_a_deferred_engine_loads_on_first_read_and_only_once() -> None:
     register_engine("test-deferred", factory)
     try:
         engine = DeferredEngine("test-deferred", threads=3)
-        assert engine.name == "test-deferred" and not engine.loaded and built == []
+        assert engine.name == "test-deferred" and built == []  # nothing loaded yet
         assert engine.read(np.zeros((20, 40), np.uint8))[0].width == 30
         assert engine.max_side == 1600
         engine.read(np.zeros((20, 40), np.uint8))
