@@ -60,7 +60,9 @@ def find_overlays(ds: Dataset) -> list[OverlayPlane]:
         Planes in group order. A group without Overlay Data counts as embedded only when the
         pixel samples have unused high bits and its bit position is one of them.
     """
-    planes = []
+    planes: list[OverlayPlane] = []
+    if next(iter_overlay_groups(ds), None) is None:  # most images: no 60xx group at all
+        return planes
     allocated = int(ds.get("BitsAllocated", 0) or 0)
     stored = int(ds.get("BitsStored", allocated) or allocated)
     for group in range(0x6000, 0x6020, 2):
@@ -164,6 +166,8 @@ def iter_overlay_groups(ds: Dataset) -> Iterator[int]:
     """Yield the 60xx groups present in ``ds`` (planes or leftovers)."""
     seen = set()
     for tag in ds.keys():
-        if 0x6000 <= tag.group <= 0x601E and tag.group % 2 == 0 and tag.group not in seen:
-            seen.add(tag.group)
-            yield tag.group
+        if 0x6000_0000 <= tag <= 0x601E_FFFF:  # plain int comparisons: BaseTag.group is slower
+            group = tag >> 16
+            if group % 2 == 0 and group not in seen:
+                seen.add(group)
+                yield group
