@@ -213,11 +213,33 @@ def _iterable(value: object) -> bool:
     return True
 
 
-def _sop_classes(ds: Dataset) -> set[str]:
-    classes = set(_strings(ds, "SOPClassUID"))
+_Strings = Callable[[Dataset, str], tuple[str, ...]]
+
+
+def _memoised(strings: _Strings) -> _Strings:
+    """``strings`` reading each attribute of a data set once (an unreadable one raises again)."""
+    memo: dict[tuple[int, str], tuple[str, ...] | _UnreadableError] = {}
+
+    def read(ds: Dataset, keyword: str) -> tuple[str, ...]:
+        key = (id(ds), keyword)
+        if key not in memo:
+            try:
+                memo[key] = strings(ds, keyword)
+            except _UnreadableError as exc:
+                memo[key] = exc
+        found = memo[key]
+        if isinstance(found, _UnreadableError):
+            raise found
+        return found
+
+    return read
+
+
+def _sop_classes(ds: Dataset, strings: _Strings = _strings) -> set[str]:
+    classes = set(strings(ds, "SOPClassUID"))
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
-        classes.update(_strings(meta, "MediaStorageSOPClassUID"))
+        classes.update(strings(meta, "MediaStorageSOPClassUID"))
     return classes
 
 
@@ -241,16 +263,17 @@ def header_flags(ds: Dataset) -> tuple[str, ...]:
         when the header gives no reason to expect text. The module docstring says what each means.
     """
     found: set[str] = set()
+    strings = _memoised(_strings)  # several checks read Modality, Image Type, SOP Class UID
     checks: tuple[tuple[str, Callable[[], bool]], ...] = (
-        ("burned_in_annotation", lambda: "YES" in _strings(ds, "BurnedInAnnotation")),
-        ("secondary_capture", lambda: bool(_sop_classes(ds) & _SECONDARY_CAPTURE)),
-        ("converted_image", lambda: any(_strings(ds, "ConversionType"))),
-        ("ultrasound", lambda: _is_ultrasound(ds)),
-        ("visible_light", lambda: _is_visible_light(ds)),
-        ("screen_capture", lambda: bool(_words(_strings(ds, "ImageType")) & _SCREEN_WORDS)),
-        ("report_image", lambda: bool(_words(_strings(ds, "ImageType")) & _REPORT_WORDS)),
-        ("derived_secondary", lambda: _strings(ds, "ImageType")[1:2] == ("SECONDARY",)),
-        ("colour_render", lambda: _is_colour_render(ds)),
+        ("burned_in_annotation", lambda: "YES" in strings(ds, "BurnedInAnnotation")),
+        ("secondary_capture", lambda: bool(_sop_classes(ds, strings) & _SECONDARY_CAPTURE)),
+        ("converted_image", lambda: any(strings(ds, "ConversionType"))),
+        ("ultrasound", lambda: _is_ultrasound(ds, strings)),
+        ("visible_light", lambda: _is_visible_light(ds, strings)),
+        ("screen_capture", lambda: bool(_words(strings(ds, "ImageType")) & _SCREEN_WORDS)),
+        ("report_image", lambda: bool(_words(strings(ds, "ImageType")) & _REPORT_WORDS)),
+        ("derived_secondary", lambda: strings(ds, "ImageType")[1:2] == ("SECONDARY",)),
+        ("colour_render", lambda: _is_colour_render(ds, strings)),
     )
     for flag, check in checks:
         try:
@@ -261,27 +284,27 @@ def header_flags(ds: Dataset) -> tuple[str, ...]:
     return tuple(flag for flag in HEADER_FLAGS if flag in found)
 
 
-def _is_ultrasound(ds: Dataset) -> bool:
-    if set(_strings(ds, "Modality")) & _ULTRASOUND_MODALITIES:
+def _is_ultrasound(ds: Dataset, strings: _Strings = _strings) -> bool:
+    if set(strings(ds, "Modality")) & _ULTRASOUND_MODALITIES:
         return True
-    if _sop_classes(ds) & _ULTRASOUND_CLASSES:
+    if _sop_classes(ds, strings) & _ULTRASOUND_CLASSES:
         return True
     return "SequenceOfUltrasoundRegions" in ds
 
 
-def _is_visible_light(ds: Dataset) -> bool:
-    if set(_strings(ds, "Modality")) & _VISIBLE_LIGHT_MODALITIES:
+def _is_visible_light(ds: Dataset, strings: _Strings = _strings) -> bool:
+    if set(strings(ds, "Modality")) & _VISIBLE_LIGHT_MODALITIES:
         return True
     return any(
         uid == _VISIBLE_LIGHT_ROOT or uid.startswith(_VISIBLE_LIGHT_ROOT + ".")
-        for uid in _sop_classes(ds)
+        for uid in _sop_classes(ds, strings)
     )
 
 
-def _is_colour_render(ds: Dataset) -> bool:
-    if not set(_strings(ds, "Modality")) & _GREYSCALE_MODALITIES:
+def _is_colour_render(ds: Dataset, strings: _Strings = _strings) -> bool:
+    if not set(strings(ds, "Modality")) & _GREYSCALE_MODALITIES:
         return False
-    photometric = _strings(ds, "PhotometricInterpretation")
+    photometric = strings(ds, "PhotometricInterpretation")
     return bool(photometric) and photometric[0].startswith(("RGB", "YBR"))
 
 
