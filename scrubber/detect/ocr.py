@@ -238,10 +238,7 @@ def load_engine(name: str = DEFAULT_ENGINE, *, threads: int | None = None) -> Oc
     OcrUnavailableError
         If ``name`` is not registered, or its package or model files are missing.
     """
-    if name not in ENGINES:
-        raise OcrUnavailableError(
-            f"unknown OCR engine {name!r}; choose one of: {', '.join(sorted(ENGINES))}"
-        )
+    _registered(name)
     key = (name, threads)
     with _cache_lock:
         engine = _cache.get(key)
@@ -249,6 +246,13 @@ def load_engine(name: str = DEFAULT_ENGINE, *, threads: int | None = None) -> Oc
             engine = _build(name, threads)
             _cache[key] = engine
     return engine
+
+
+def _registered(name: str) -> None:
+    if name not in ENGINES:
+        raise OcrUnavailableError(
+            f"unknown OCR engine {name!r}; choose one of: {', '.join(sorted(ENGINES))}"
+        )
 
 
 def _factory(name: str) -> Callable[..., OcrEngine]:
@@ -292,10 +296,7 @@ def check_engine(name: str = DEFAULT_ENGINE) -> None:
     OcrUnavailableError
         If ``name`` is not registered, or its package or model files are missing.
     """
-    if name not in ENGINES:
-        raise OcrUnavailableError(
-            f"unknown OCR engine {name!r}; choose one of: {', '.join(sorted(ENGINES))}"
-        )
+    _registered(name)
     package = _ENGINE_PACKAGES.get(name)
     if package is not None and importlib.util.find_spec(package) is None:
         raise OcrUnavailableError(
@@ -329,10 +330,7 @@ class DeferredEngine:
     """
 
     def __init__(self, name: str = DEFAULT_ENGINE, *, threads: int | None = None) -> None:
-        if name not in ENGINES:
-            raise OcrUnavailableError(
-                f"unknown OCR engine {name!r}; choose one of: {', '.join(sorted(ENGINES))}"
-            )
+        _registered(name)
         self.name = name
         self.threads = threads
         self.error: OcrUnavailableError | None = None
