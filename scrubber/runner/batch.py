@@ -297,6 +297,12 @@ def process(task: Task) -> WorkResult:
     -------
     WorkResult
         The outcome and the staged ``(temporary, final)`` files for the driver to rename.
+
+    Raises
+    ------
+    RunnerError
+        If the OCR engine failed to load in this worker: a fault of the installation, not of
+        the input, so the run stops and the input is left for the next run.
     """
     worker = _WORKER
     if worker is None:
