@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from pydicom.dataset import Dataset
 
@@ -55,9 +57,8 @@ def score_instance(
         return classifier.score_batch(model_inputs([view], classifier.manifest.size))
     batcher: FrameBatcher[int] = classifier.batcher()
     scores = batcher.add(0, view)
-    scores.update(batcher.add(1, render_frame(second, ds, description)))
-    count = 2
-    for count, frame in enumerate(frames, start=3):
+    count = 1
+    for count, frame in enumerate(itertools.chain([second], frames), start=2):
         scores.update(batcher.add(count - 1, render_frame(frame, ds, description)))
     scores.update(batcher.flush())
     return np.array([scores[index] for index in range(count)], dtype=np.float32)

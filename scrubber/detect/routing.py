@@ -235,7 +235,7 @@ def _memoised(strings: _Strings) -> _Strings:
     return read
 
 
-def _sop_classes(ds: Dataset, strings: _Strings = _strings) -> set[str]:
+def _sop_classes(ds: Dataset, strings: _Strings) -> set[str]:
     classes = set(strings(ds, "SOPClassUID"))
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
@@ -284,7 +284,7 @@ def header_flags(ds: Dataset) -> tuple[str, ...]:
     return tuple(flag for flag in HEADER_FLAGS if flag in found)
 
 
-def _is_ultrasound(ds: Dataset, strings: _Strings = _strings) -> bool:
+def _is_ultrasound(ds: Dataset, strings: _Strings) -> bool:
     if set(strings(ds, "Modality")) & _ULTRASOUND_MODALITIES:
         return True
     if _sop_classes(ds, strings) & _ULTRASOUND_CLASSES:
@@ -292,7 +292,7 @@ def _is_ultrasound(ds: Dataset, strings: _Strings = _strings) -> bool:
     return "SequenceOfUltrasoundRegions" in ds
 
 
-def _is_visible_light(ds: Dataset, strings: _Strings = _strings) -> bool:
+def _is_visible_light(ds: Dataset, strings: _Strings) -> bool:
     if set(strings(ds, "Modality")) & _VISIBLE_LIGHT_MODALITIES:
         return True
     return any(
@@ -301,7 +301,7 @@ def _is_visible_light(ds: Dataset, strings: _Strings = _strings) -> bool:
     )
 
 
-def _is_colour_render(ds: Dataset, strings: _Strings = _strings) -> bool:
+def _is_colour_render(ds: Dataset, strings: _Strings) -> bool:
     if not set(strings(ds, "Modality")) & _GREYSCALE_MODALITIES:
         return False
     photometric = strings(ds, "PhotometricInterpretation")
