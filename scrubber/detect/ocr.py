@@ -160,7 +160,11 @@ class OcrEngine(Protocol):
     """
 
     name: str
-    max_side: int
+
+    @property
+    def max_side(self) -> int:
+        """Largest frame side the engine reads whole (read-only: a loaded value will do)."""
+        ...
 
     def read(self, view: np.ndarray) -> list[TextRegion]:
         """Find and read the text of one rendered frame (or tile).

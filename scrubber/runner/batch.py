@@ -39,6 +39,7 @@ from pydicom.dataset import Dataset
 
 from scrubber.deid import DeidConfig, Deidentifier, KeyStore
 from scrubber.detect.classifier import Manifest
+from scrubber.detect.ocr import DeferredEngine, check_engine
 from scrubber.dicom_io import flush_file, looks_like_dicom, read_instance, stage_instance
 from scrubber.dicom_io.files import UnencodableDatasetError, looks_like_dicom_head
 from scrubber.errors import ConfigError, OutputError, ScrubberError
@@ -202,7 +203,7 @@ class _Worker:
     settings: RunSettings
     parent: int
     classifier: Any
-    engine: Any
+    engine: DeferredEngine
     deidentifier: Deidentifier
     versions: dict[str, str]
     flush: bool
@@ -226,7 +227,6 @@ def _init_worker(settings: RunSettings, flush: bool = True) -> None:
     """
     global _WORKER  # noqa: PLW0603 - one worker state per process, set by the pool initializer
     from scrubber.detect import load_classifier
-    from scrubber.detect.ocr import DeferredEngine
 
     classifier = load_classifier(
         settings.model_dir, device=settings.device, threads=settings.threads
@@ -340,7 +340,7 @@ def process(task: Task) -> WorkResult:
         )
     if os.getppid() != worker.parent:  # the driver is gone: write nothing more
         os._exit(1)
-    if getattr(worker.engine, "error", None) is not None:
+    if worker.engine.error is not None:
         # The OCR engine failed to load here although the driver's check passed (a damaged
         # model file, memory): no input that needs OCR can be done, so the run stops, and
         # this one is not held for a fault of the installation.
@@ -567,8 +567,6 @@ class BatchRun:
         engine: Literal["local", "ray"] = "local",
         address: str | None = None,
     ) -> None:
-        from scrubber.detect.ocr import check_engine
-
         self.settings = settings
         self.workers = max(1, workers)
         self.engine = engine
