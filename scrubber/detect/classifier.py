@@ -44,7 +44,7 @@ from typing import Any, Final, Generic, Literal, Protocol, TypeVar
 
 import numpy as np
 
-from scrubber.detect.model_input import CHANNELS, model_inputs
+from scrubber.detect.model_input import CHANNELS, model_input, scale_inputs
 from scrubber.detect.routing import Thresholds
 from scrubber.errors import ConfigError, ModelIntegrityError
 
@@ -670,9 +670,12 @@ class TextClassifier:
         Parameters
         ----------
         batch : numpy.ndarray
-            ``float32``, shape ``(n, 4, size, size)``, as
-            :func:`~scrubber.detect.model_input.model_inputs` makes it. Run in chunks of
-            :attr:`batch_size`.
+            Shape ``(n, 4, size, size)``: ``float32`` scaled to [0, 1], as
+            :func:`~scrubber.detect.model_input.model_inputs` makes it, or the raw ``uint8``
+            inputs of :func:`~scrubber.detect.model_input.model_input` (scaled here, a chunk at
+            a time, exactly as ``model_inputs`` scales them: a quarter of the memory while they
+            wait, and of the bytes when they travel to a shared inference process). Run in
+            chunks of :attr:`batch_size`.
 
         Returns
         -------
@@ -682,38 +685,45 @@ class TextClassifier:
         Raises
         ------
         ValueError
-            If ``batch`` is not a ``float32`` array of that shape.
+            If ``batch`` is not a ``float32`` or ``uint8`` array of that shape.
         ConfigError
             If the model returns something other than one probability per frame.
         """
+        self._check_batch(batch)
+        count = batch.shape[0]
+        scores = np.empty(count, np.float32)
+        for start in range(0, count, self.batch_size):
+            chunk = batch[start : start + self.batch_size]
+            scores[start : start + len(chunk)] = self._run(chunk)
+        return scores
+
+    def _check_batch(self, batch: np.ndarray) -> None:
         expected = (len(CHANNELS), self.manifest.size, self.manifest.size)
-        if not isinstance(batch, np.ndarray) or batch.dtype != np.float32:
+        if not isinstance(batch, np.ndarray) or batch.dtype not in (np.float32, np.uint8):
             raise ValueError(
-                "score_batch expects a float32 array from model_inputs; got "
-                f"{getattr(batch, 'dtype', type(batch).__name__)}"
+                "score_batch expects a float32 array from model_inputs (or uint8 from "
+                f"model_input); got {getattr(batch, 'dtype', type(batch).__name__)}"
             )
         if batch.ndim != 4 or batch.shape[1:] != expected:
             raise ValueError(
                 f"score_batch expects shape (n, {', '.join(map(str, expected))}); got {batch.shape}"
             )
-        count = batch.shape[0]
-        scores = np.empty(count, np.float32)
-        for start in range(0, count, self.batch_size):
-            chunk = np.ascontiguousarray(batch[start : start + self.batch_size])
-            result = self._session.run(
-                [self.manifest.output_name], {self.manifest.input_name: chunk}
-            )[0]
-            result = np.asarray(result)
-            if result.shape != (len(chunk),):
-                raise ConfigError(
-                    f"The classifier returned shape {result.shape} for {len(chunk)} frames; a "
-                    "model must give one probability per frame. Re-export it (see training/)."
-                )
-            scores[start : start + len(chunk)] = result
-            with self._lock:
-                self._runs += 1
-                self._frames += len(chunk)
-        return scores
+
+    def _run(self, chunk: np.ndarray) -> np.ndarray:
+        """Run the model on one chunk (``float32`` scaled, or raw ``uint8`` scaled here)."""
+        chunk = scale_inputs(chunk) if chunk.dtype == np.uint8 else np.ascontiguousarray(chunk)
+        result = np.asarray(
+            self._session.run([self.manifest.output_name], {self.manifest.input_name: chunk})[0]
+        )
+        if result.shape != (len(chunk),):
+            raise ConfigError(
+                f"The classifier returned shape {result.shape} for {len(chunk)} frames; a "
+                "model must give one probability per frame. Re-export it (see training/)."
+            )
+        with self._lock:
+            self._runs += 1
+            self._frames += len(chunk)
+        return result
 
     def score_views(self, views: Sequence[np.ndarray]) -> np.ndarray:
         """Score rendered frames, identical ones once.
@@ -762,7 +772,7 @@ class FrameBatcher(Generic[K]):
     """Collects frames from many instances and scores them in full batches, repeats once.
 
     Each frame is reduced to its model input when added (so a batcher holds at most
-    ``batch_size`` inputs of 1 MiB, never the full-size frames) and scored as soon as
+    ``batch_size`` ``uint8`` inputs of 256 KiB, never the full-size frames) and scored as soon as
     ``batch_size`` distinct frames wait. A frame identical to one waiting or already scored (the
     last ``cache_size`` distinct frames are remembered) is not scored again: its key gets the same
     score. Every key's score is handed back exactly once, by the :meth:`add` that completed it or
@@ -852,10 +862,10 @@ class FrameBatcher(Generic[K]):
             return {key: known}
         waiting = self._waiting.get(digest)
         if waiting is None:
-            model_input = model_inputs([view], self._classifier.manifest.size)[0]
+            reduced = model_input(view, self._classifier.manifest.size)
             self._waiting[digest] = [key]
             self._digests.append(digest)
-            self._inputs.append(model_input)
+            self._inputs.append(reduced)
         else:
             waiting.append(key)
         self._keys.add(key)

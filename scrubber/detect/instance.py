@@ -8,7 +8,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from scrubber.detect.classifier import FrameBatcher, TextClassifier
-from scrubber.detect.model_input import model_inputs
+from scrubber.detect.model_input import model_input
 from scrubber.dicom_io.pixels import PixelDescription, describe_pixels, iter_frames
 from scrubber.render import render_frame
 
@@ -54,7 +54,7 @@ def score_instance(
     view = render_frame(first, ds, description)
     second = next(frames, None)
     if second is None:
-        return classifier.score_batch(model_inputs([view], classifier.manifest.size))
+        return classifier.score_batch(model_input(view, classifier.manifest.size)[None])
     batcher: FrameBatcher[int] = classifier.batcher()
     scores = batcher.add(0, view)
     count = 1

@@ -20,7 +20,7 @@ from typing import Final
 
 import numpy as np
 
-__all__ = ["CHANNELS", "INPUT_SIZE", "model_input", "model_inputs"]
+__all__ = ["CHANNELS", "INPUT_SIZE", "model_input", "model_inputs", "scale_inputs"]
 
 #: Side of the square model input, in cells.
 INPUT_SIZE: Final = 256
@@ -146,5 +146,27 @@ def model_inputs(views: list[np.ndarray], size: int = INPUT_SIZE) -> np.ndarray:
     batch = np.empty((len(views), len(CHANNELS), size, size), np.float32)
     for i, view in enumerate(views):
         batch[i] = model_input(view, size)
-    batch *= np.float32(1.0 / 255.0)
+    batch *= _SCALE
+    return batch
+
+
+#: ``uint8`` model input to the model's [0, 1] scale: one multiplication, the same everywhere.
+_SCALE: Final = np.float32(1.0 / 255.0)
+
+
+def scale_inputs(inputs: np.ndarray) -> np.ndarray:
+    """Scale raw ``uint8`` model inputs to the model's ``float32`` [0, 1], as :func:`model_inputs`.
+
+    Parameters
+    ----------
+    inputs : numpy.ndarray
+        ``uint8`` array of :func:`model_input` results, shape ``(n, channels, size, size)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new ``float32`` array, bit for bit what :func:`model_inputs` gives for the same frames.
+    """
+    batch = inputs.astype(np.float32)
+    batch *= _SCALE
     return batch

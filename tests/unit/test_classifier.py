@@ -35,8 +35,10 @@ from scrubber.detect import (
     default_model_dir,
     frame_digest,
     load_classifier,
+    model_input,
     model_inputs,
 )
+from scrubber.detect.model_input import scale_inputs
 from scrubber.errors import ConfigError, ModelIntegrityError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -466,18 +468,28 @@ def test_empty_batch_runs_nothing(classifier: TextClassifier) -> None:
     "batch",
     [
         np.zeros((2, 4, 256, 256), np.float64),
-        np.zeros((2, 4, 256, 256), np.uint8),
+        np.zeros((2, 4, 256, 256), np.uint16),
         np.zeros((4, 256, 256), np.float32),
         np.zeros((2, 3, 256, 256), np.float32),
         np.zeros((2, 4, 128, 128), np.float32),
     ],
-    ids=["float64", "uint8", "3d", "3-channels", "128"],
+    ids=["float64", "uint16", "3d", "3-channels", "128"],
 )
 def test_score_batch_rejects_what_model_inputs_does_not_make(
     classifier: TextClassifier, batch: np.ndarray
 ) -> None:
     with pytest.raises(ValueError, match="score_batch expects"):
         classifier.score_batch(batch)
+
+
+def test_raw_uint8_inputs_score_exactly_as_scaled_ones(classifier: TextClassifier) -> None:
+    views = random_views(5, seed=9)
+    raw = np.stack([model_input(view) for view in views])
+    assert raw.dtype == np.uint8
+    np.testing.assert_array_equal(scale_inputs(raw), model_inputs(views))
+    np.testing.assert_array_equal(
+        classifier.score_batch(raw), classifier.score_batch(model_inputs(views))
+    )
 
 
 def test_score_views_scores_identical_frames_once(classifier: TextClassifier) -> None:
