@@ -423,6 +423,15 @@ def run_batch(
             "--workers", "-j", min=1, help="Worker processes (default: the usable cores)."
         ),
     ] = None,
+    inference: Annotated[
+        str,
+        typer.Option(
+            "--inference",
+            help="Where the models run. worker: in every worker process; shared: in one "
+            "process per GPU that batches the frames of all workers; auto (default): shared "
+            "when the models run on CUDA, else worker.",
+        ),
+    ] = "auto",
     policy: Annotated[
         str,
         typer.Option(
@@ -487,7 +496,12 @@ def run_batch(
     a run killed at any moment loses nothing and leaves no partial file. Exits 1 when anything
     is in the quarantine.
     """
-    from scrubber.detect.classifier import Manifest, check_device, default_model_dir
+    from scrubber.detect.classifier import (
+        Manifest,
+        check_device,
+        cuda_available,
+        default_model_dir,
+    )
     from scrubber.detect.decide import Policy
     from scrubber.runner.batch import BatchRun, RunSettings, versions
 
@@ -503,7 +517,12 @@ def run_batch(
             raise ConfigError(f"--layout must be mirror or uids, not {layout!r}")
         if engine not in ("local", "ray"):
             raise ConfigError(f"--engine must be local or ray, not {engine!r}")
+        if inference not in ("auto", "worker", "shared"):
+            raise ConfigError(f"--inference must be auto, worker or shared, not {inference!r}")
         check_device(device)  # in the driver: a worker failing to start says less
+        if inference == "auto":  # one model copy per GPU when there is one, else per worker
+            on_gpu = engine == "local" and device != "cpu" and cuda_available()
+            inference = "shared" if on_gpu else "worker"
         config = _deid_config(
             project, option, basic_only, strict, keep_private, date_shift, date_shift_days
         )
@@ -525,6 +544,7 @@ def run_batch(
             model_dir=model_dir,
             device="cuda" if device == "cuda" else "cpu" if device == "cpu" else "auto",
             threads=1,
+            inference="shared" if inference == "shared" else "worker",
         )
         count = workers or _usable_cores()
         batch = BatchRun(

@@ -58,6 +58,8 @@ __all__ = [
     "FrameBatcher",
     "Manifest",
     "TextClassifier",
+    "check_device",
+    "cuda_available",
     "default_model_dir",
     "frame_digest",
     "load_classifier",
@@ -402,6 +404,20 @@ def check_device(device: str) -> None:
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"Unknown device {device!r}; choose 'auto', 'cpu' or 'cuda'.")
     _providers(onnxruntime.get_available_providers(), device)
+
+
+def cuda_available() -> bool:
+    """Tell whether this machine's ONNX Runtime offers the CUDA execution provider.
+
+    Returns
+    -------
+    bool
+        ``True`` when ``CUDAExecutionProvider`` is among the available providers (whether a
+        GPU then starts is known only when a session is made).
+    """
+    import onnxruntime
+
+    return _CUDA in onnxruntime.get_available_providers()
 
 
 def _providers(available: Sequence[str], device: str) -> list[str]:

@@ -188,7 +188,7 @@ ENGINES: dict[str, str | Callable[..., OcrEngine]] = {
     "easyocr": "scrubber.detect.ocr_easy:EasyOcrEngine",
 }
 _ENGINE_PACKAGES: Final = {"rapidocr": "rapidocr", "easyocr": "easyocr"}
-_cache: dict[tuple[str, int | None], OcrEngine] = {}
+_cache: dict[tuple[str, int | None, str | None], OcrEngine] = {}
 _cache_lock = threading.Lock()
 
 
@@ -222,8 +222,10 @@ def available_engines() -> list[str]:
     return found
 
 
-def load_engine(name: str = DEFAULT_ENGINE, *, threads: int | None = None) -> OcrEngine:
-    """Load (once per process, name and thread count) an OCR engine.
+def load_engine(
+    name: str = DEFAULT_ENGINE, *, threads: int | None = None, device: str | None = None
+) -> OcrEngine:
+    """Load (once per process, name, thread count and device) an OCR engine.
 
     Parameters
     ----------
@@ -231,6 +233,10 @@ def load_engine(name: str = DEFAULT_ENGINE, *, threads: int | None = None) -> Oc
         Registered engine name.
     threads : int, optional
         CPU threads the engine may use (default: the engine's choice, at most 4).
+    device : {"auto", "cpu", "cuda"}, optional
+        Where the engine runs; ``None`` leaves it to the engine (RapidOCR: the CPU; EasyOCR:
+        the GPU when torch sees one). Given, it is passed to the engine's factory as the
+        keyword ``device``.
 
     Returns
     -------
@@ -243,11 +249,11 @@ def load_engine(name: str = DEFAULT_ENGINE, *, threads: int | None = None) -> Oc
         If ``name`` is not registered, or its package or model files are missing.
     """
     _registered(name)
-    key = (name, threads)
+    key = (name, threads, device)
     with _cache_lock:
         engine = _cache.get(key)
         if engine is None:
-            engine = _build(name, threads)
+            engine = _build(name, threads, device)
             _cache[key] = engine
     return engine
 
@@ -276,8 +282,11 @@ def _factory(name: str) -> Callable[..., OcrEngine]:
     return factory
 
 
-def _build(name: str, threads: int | None) -> OcrEngine:
-    engine: OcrEngine = _factory(name)(threads=threads)
+def _build(name: str, threads: int | None, device: str | None) -> OcrEngine:
+    factory = _factory(name)
+    engine: OcrEngine = (
+        factory(threads=threads) if device is None else factory(threads=threads, device=device)
+    )
     return engine
 
 
@@ -326,6 +335,8 @@ class DeferredEngine:
         Registered engine name.
     threads : int, optional
         CPU threads the engine may use.
+    device : {"auto", "cpu", "cuda"}, optional
+        Where the engine runs (see :func:`load_engine`).
 
     Raises
     ------
@@ -333,10 +344,13 @@ class DeferredEngine:
         If ``name`` is not registered.
     """
 
-    def __init__(self, name: str = DEFAULT_ENGINE, *, threads: int | None = None) -> None:
+    def __init__(
+        self, name: str = DEFAULT_ENGINE, *, threads: int | None = None, device: str | None = None
+    ) -> None:
         _registered(name)
         self.name = name
         self.threads = threads
+        self.device = device
         self.error: OcrUnavailableError | None = None
         self._engine: OcrEngine | None = None
         self._lock = threading.Lock()
@@ -364,7 +378,7 @@ class DeferredEngine:
                 if self.error is not None:
                     raise self.error
                 try:
-                    self._engine = load_engine(self.name, threads=self.threads)
+                    self._engine = load_engine(self.name, threads=self.threads, device=self.device)
                 except OcrUnavailableError as exc:
                     self.error = exc
                     raise

@@ -41,6 +41,24 @@ def _model_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
+def _device(device: str) -> str:
+    """Resolve ``auto``/``cpu``/``cuda`` against the CUDA provider ONNX Runtime offers."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise OcrUnavailableError(f"device must be auto, cpu or cuda, not {device!r}")
+    if device == "cpu":
+        return "cpu"
+    import onnxruntime  # type: ignore[import-untyped]
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        return "cuda"
+    if device == "cuda":
+        raise OcrUnavailableError(
+            "device cuda was asked for RapidOCR, but ONNX Runtime offers no CUDA execution "
+            "provider: install onnxruntime-gpu with a matching CUDA, or use device cpu"
+        )
+    return "cpu"
+
+
 class RapidOcrEngine:
     """PP-OCR detection and recognition through RapidOCR on ONNX Runtime (CPU).
 
@@ -48,26 +66,32 @@ class RapidOcrEngine:
     ----------
     threads : int, optional
         ONNX Runtime intra-op threads (default: the machine's cores, at most 4).
+    device : {"auto", "cpu", "cuda"}, optional
+        ``cpu`` (the default) runs on the CPU; ``cuda`` on ONNX Runtime's CUDA execution
+        provider (onnxruntime-gpu), ``auto`` on CUDA where ONNX Runtime offers it.
 
     Raises
     ------
     OcrUnavailableError
-        If rapidocr or one of its bundled model files is missing.
+        If rapidocr or one of its bundled model files is missing, or ``cuda`` is asked for
+        where ONNX Runtime offers no CUDA execution provider.
     """
 
     name = "rapidocr"
     #: Frames with a longer side are read in tiles (RapidOCR would shrink larger inputs itself).
     max_side = 2048
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, device: str = "cpu") -> None:
         folder = self.check()
         threads = threads or min(4, os.cpu_count() or 1)
+        self.device = _device(device)
         params: dict[str, Any] = {
             "Global.log_level": "error",
             "Global.text_score": 0.0,
             "Global.max_side_len": self.max_side,
             "EngineConfig.onnxruntime.intra_op_num_threads": threads,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+            "EngineConfig.onnxruntime.use_cuda": self.device == "cuda",
         }
         for stage, name in MODEL_FILES.items():
             params[f"{stage}.model_path"] = str(folder / name)

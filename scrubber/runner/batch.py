@@ -11,8 +11,11 @@ removes them, sweeps the temporaries and processes those inputs again, while inp
 (same size and modification time) are skipped.
 
 On CPU, workers scale to the usable cores with one inference thread each (two single-threaded
-workers beat one two-threaded worker on the classifier and on OCR). ``--device cuda`` runs the
-classifier on CUDA through ONNX Runtime in every worker.
+workers beat one two-threaded worker on the classifier and on OCR), each with its own models.
+On a GPU (``--device cuda``, or ``auto`` where ONNX Runtime offers CUDA) the models live in one
+inference process per GPU instead (:mod:`scrubber.runner.inference`): the CPU workers decode,
+render and reduce frames, and that process scores the frames of all of them in shared batches
+and reads their text (``inference="shared"``; ``"worker"`` keeps the models in every worker).
 """
 
 from __future__ import annotations
@@ -45,6 +48,14 @@ from scrubber.dicom_io.files import UnencodableDatasetError, looks_like_dicom_he
 from scrubber.errors import ConfigError, OutputError, ScrubberError
 from scrubber.pipeline import InstanceResult, Outcome, QuarantineReason, ScrubConfig, scrub_instance
 from scrubber.runner.deid_job import _inside, iter_files
+from scrubber.runner.inference import (
+    InferenceServer,
+    InferenceStats,
+    RemoteClassifier,
+    RemoteEngine,
+    connect,
+    gpu_devices,
+)
 from scrubber.runner.ledger import Ledger, LedgerRow
 from scrubber.runner.quarantine import (
     commit_staged,
@@ -76,6 +87,8 @@ class RunnerError(ScrubberError):
 
 
 Layout = Literal["mirror", "uids"]
+#: Where the models run: in every worker, or in one shared inference process per GPU.
+Inference = Literal["worker", "shared"]
 #: Outcomes a row can end with; ``skipped`` is a file that is not DICOM by content, ``rejected``
 #: a held input a reviewer rejected, ``failed`` an input whose files could not be written (it is
 #: not recorded as done, so the next run tries it again).
@@ -113,6 +126,10 @@ class RunSettings:
         Where the classifier runs.
     threads : int
         Inference threads per worker.
+    inference : {"worker", "shared"}
+        ``worker``: every worker loads the models; ``shared``: one inference process per GPU
+        (one in all on the CPU) holds them and serves every worker
+        (:mod:`scrubber.runner.inference`). Outputs are the same either way.
     """
 
     source: Path
@@ -127,6 +144,7 @@ class RunSettings:
     model_dir: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 1
+    inference: Inference = "worker"
 
 
 @dataclass(frozen=True)
@@ -170,6 +188,8 @@ class RunSummary:
     seconds: float = 0.0
     already_done: int = 0
     ledger_counts: Counter[str] = field(default_factory=Counter)
+    #: Figures of the shared inference processes (empty when the workers hold the models).
+    inference: list[InferenceStats] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the summary as JSON-ready data (frames per second per stage included)."""
@@ -191,6 +211,7 @@ class RunSummary:
                 if total > 0
             },
             "ledger_counts": dict(self.ledger_counts),
+            "inference": [stats.as_dict() for stats in self.inference],
         }
 
 
@@ -203,7 +224,7 @@ class _Worker:
     settings: RunSettings
     parent: int
     classifier: Any
-    engine: DeferredEngine
+    engine: DeferredEngine | RemoteEngine
     deidentifier: Deidentifier
     versions: dict[str, str]
     flush: bool
@@ -212,8 +233,13 @@ class _Worker:
 _WORKER: _Worker | None = None
 
 
-def _init_worker(settings: RunSettings, flush: bool = True) -> None:
+def _init_worker(
+    settings: RunSettings, flush: bool = True, servers: tuple[tuple[str, bytes], ...] = ()
+) -> None:
     """Load the classifier once per worker process (one inference thread each).
+
+    With ``servers`` (the shared inference processes' addresses and keys), the worker loads no
+    model: it connects to one of them, which scores its frames and reads their text.
 
     The OCR engine loads when an input first needs it
     (:class:`~scrubber.detect.ocr.DeferredEngine`): about a second of CPU per worker that a run
@@ -226,12 +252,18 @@ def _init_worker(settings: RunSettings, flush: bool = True) -> None:
     machine, flushes what it writes itself.
     """
     global _WORKER  # noqa: PLW0603 - one worker state per process, set by the pool initializer
-    from scrubber.detect import load_classifier
+    from scrubber.detect import default_model_dir, load_classifier
 
-    classifier = load_classifier(
-        settings.model_dir, device=settings.device, threads=settings.threads
-    )
-    engine = DeferredEngine(settings.ocr, threads=settings.threads)
+    classifier: Any
+    engine: DeferredEngine | RemoteEngine
+    if servers:
+        manifest = Manifest.read(settings.model_dir or default_model_dir())
+        classifier, engine = connect(servers, manifest, settings.ocr)
+    else:
+        classifier = load_classifier(
+            settings.model_dir, device=settings.device, threads=settings.threads
+        )
+        engine = DeferredEngine(settings.ocr, threads=settings.threads)
     store = KeyStore(settings.key_path, settings.deid.project) if settings.key_path else None
     _WORKER = _Worker(
         settings=settings,
@@ -340,6 +372,10 @@ def process(task: Task) -> WorkResult:
         )
     if os.getppid() != worker.parent:  # the driver is gone: write nothing more
         os._exit(1)
+    if isinstance(worker.classifier, RemoteClassifier) and worker.classifier.failure:
+        # The shared inference process is gone or failed: not this input's fault, so it is
+        # not held; the run stops and the input is left for the next run.
+        raise RunnerError(str(worker.classifier.failure))
     if worker.engine.error is not None:
         # The OCR engine failed to load here although the driver's check passed (a damaged
         # model file, memory): no input that needs OCR can be done, so the run stops, and
@@ -571,6 +607,11 @@ class BatchRun:
         self.workers = max(1, workers)
         self.engine = engine
         self.address = address
+        if settings.inference == "shared" and engine == "ray":
+            raise ConfigError(
+                "Shared inference runs on this machine's GPUs; with --engine ray every actor "
+                "holds its own models (and its GPU). Use --inference worker with --engine ray."
+            )
         check_engine(settings.ocr)  # workers load it only when an input first needs it
         _check_paths(settings, ledger)
         try:
@@ -592,6 +633,9 @@ class BatchRun:
         self._worker_died = False  # set when a worker process died during run()
         # Inputs the ledger knew when the run was planned; None: not planned here, ask the ledger
         self._recorded: set[str] | None = None
+        # The shared inference processes' addresses and keys while a run is on
+        self._servers: tuple[tuple[str, bytes], ...] = ()
+        self._inference_stats: list[InferenceStats] = []
 
     def close(self) -> None:
         """Close the ledger and release the output lock."""
@@ -668,6 +712,7 @@ class BatchRun:
         summary = RunSummary()
         started = time.perf_counter()
         self._worker_died = False
+        self._inference_stats = []
         try:
             for result in self._results(tasks):
                 row = self._commit(result)
@@ -683,14 +728,53 @@ class BatchRun:
         finally:
             summary.seconds = time.perf_counter() - started
             summary.ledger_counts = Counter(r.outcome for r in self.ledger.rows())
+            summary.inference = list(self._inference_stats)
         return summary
 
     def _results(self, tasks: list[Task]) -> Iterator[WorkResult]:
         if self.engine == "ray":
             yield from self._ray_results(tasks)
             return
+        if not tasks:
+            return
+        with self._inference():
+            yield from self._local_results(tasks)
+
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        """Start the shared inference processes for a run (none with ``inference="worker"``).
+
+        One per GPU when the models run on CUDA, one in all on the CPU; stopped (and their
+        figures kept) when the run ends, however it ends.
+        """
+        if self.settings.inference != "shared":
+            yield
+            return
+        servers = [
+            InferenceServer(
+                self.settings.model_dir,
+                self.settings.device,
+                self.settings.ocr,
+                threads=self.settings.threads,
+                visible=gpu,
+            )
+            for gpu in _inference_gpus(self.settings.device)
+        ]
+        try:
+            for server in servers:
+                server.start()
+            self._servers = tuple((s.address, s.authkey) for s in servers)
+            yield
+        finally:
+            self._servers = ()
+            for server in servers:
+                stats = server.stop()
+                if stats is not None:
+                    self._inference_stats.append(stats)
+
+    def _local_results(self, tasks: list[Task]) -> Iterator[WorkResult]:
         if self.workers == 1:
-            _init_worker(self.settings, flush=False)
+            _init_worker(self.settings, flush=False, servers=self._servers)
             for task in tasks:
                 self.ledger.start(task.name, task.size, task.mtime_ns)
                 yield process(task)
@@ -745,7 +829,7 @@ class BatchRun:
             workers,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(self.settings, False),
+            initargs=(self.settings, False, self._servers),
         )
         running: dict[Future[WorkResult], Task] = {}
         suspects: list[Task] = []
@@ -973,6 +1057,15 @@ class BatchRun:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         return count
+
+
+def _inference_gpus(device: str) -> list[str | None]:
+    """One ``CUDA_VISIBLE_DEVICES`` entry per inference process: per GPU on CUDA, else one."""
+    from scrubber.detect.classifier import cuda_available
+
+    if device == "cpu" or not cuda_available():  # "cuda" without CUDA was refused before this
+        return [None]
+    return list(gpu_devices())
 
 
 def _check_paths(settings: RunSettings, ledger: Path) -> None:
