@@ -19,8 +19,11 @@ thread, so a long OCR read never holds up scoring.
 
 Faults: if an inference process cannot start (no CUDA, a damaged model), the run is refused
 before any work, with its message. If it dies during the run, a worker's request fails, the
-input is not held (the fault is not the input's) and the run stops with :class:`RunnerError`;
-what is done stays done and the next run does the rest.
+input is not held (the fault is not the input's) and the run stops with
+:class:`~scrubber.runner.batch.RunnerError`; what is done stays done and the next run does the
+rest. So does an OCR engine that cannot load there. An error raised by one request (an engine
+failing on one frame) is raised again in the worker, where the pipeline holds that input as it
+would with the models in the worker.
 
 Connections are Unix sockets in a private folder (0700), authenticated by a random key, so no
 other user on the machine can send frames to the process or read them from it.
@@ -32,6 +35,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import pickle
 import queue
 import secrets
 import shutil
@@ -275,16 +279,29 @@ class _Service:
                     reply: tuple[str, Any] = ("ok", request.future.result())
                 except OcrUnavailableError as exc:
                     reply = ("ocr_unavailable", str(exc))
-                except ScrubberError as exc:
-                    reply = ("error", f"{exc.reason}: {exc}")
-                except Exception as exc:  # text of foreign errors may echo data: type only
-                    reply = ("error", type(exc).__name__)
+                except Exception as exc:  # this request's fault: the worker raises it again
+                    reply = ("raised", _portable(exc))
                 conn.send(reply)
         except (EOFError, OSError):  # the worker ended (done, or killed)
             pass
         finally:
             with contextlib.suppress(OSError):
                 conn.close()
+
+
+def _portable(exc: Exception) -> Exception:
+    """Return ``exc`` if it survives pickling, else a ``RuntimeError`` naming its type.
+
+    The worker raises it again where a local engine or classifier would have raised it, so
+    the input ends as it would have with the models in the worker (held as an internal error).
+    It stays between the run's own processes: like any exception it may quote data, and, as
+    everywhere in scrubber, only its type is ever logged.
+    """
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__} in the inference process")
+    return exc
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -503,8 +520,8 @@ class InferenceServer:
 class _Channel:
     """A worker's connection to an inference process: one request at a time."""
 
-    def __init__(self, address: str, authkey: bytes) -> None:
-        self._conn = Client(address, family="AF_UNIX", authkey=authkey)
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
         self._lock = threading.Lock()
         #: Set when the process is gone or failed: the run must stop.
         self.failure: InferenceError | None = None
@@ -526,11 +543,7 @@ class _Channel:
             return value
         if status == "ocr_unavailable":
             raise OcrUnavailableError(value)
-        self.failure = InferenceError(
-            f"The inference process failed ({value}); the run stops. What is done stays done: "
-            "check the log and the GPU, then rerun the same command."
-        )
-        raise self.failure
+        raise value  # what scoring or reading this request raised there
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -563,8 +576,8 @@ def connect(
     """
     address, authkey = servers[os.getpid() % len(servers)]
     try:
-        channel = _Channel(address, authkey)
-    except (OSError, EOFError) as exc:
+        channel = _Channel(Client(address, family="AF_UNIX", authkey=authkey))
+    except (OSError, EOFError, multiprocessing.AuthenticationError) as exc:
         raise InferenceError(
             f"A worker cannot reach the inference process ({type(exc).__name__}); the run stops."
         ) from None
