@@ -156,16 +156,23 @@ def test_nonsense_settings_are_refused(settings: dict[str, float]) -> None:
 
 
 def _faint_label() -> np.ndarray:
-    """An 8-pixel-high green label over fine purple texture (like the corpus's VL6 slide)."""
+    """An 8-pixel-high green label over fine purple texture (like the corpus's VL6 slide).
+
+    The label is drawn with OpenCV's Hershey font, whose rasterisation changed in OpenCV 5.0
+    and again in 5.1 (the same call draws a few hundred other pixels): these parameters make a
+    label RapidOCR misses at its size under 5.1, which the ``dev`` extra requires. On the same
+    pixels the re-read behaves alike under every OpenCV version tried; a future OpenCV may need
+    the scale or the texture strength retuned here, not the rule.
+    """
     rng = np.random.default_rng(0)
     noise: np.ndarray = np.asarray(
         cv2.GaussianBlur(rng.normal(0, 1, (240, 320, 3)).astype(np.float32), (0, 0), 1.3)
     )
     noise = noise / float(noise.std())
     purple = np.array([150, 90, 170], np.float32)
-    view: np.ndarray = np.clip(purple + 50 * noise, 0, 255).astype(np.uint8)
+    view: np.ndarray = np.clip(purple + 40 * noise, 0, 255).astype(np.uint8)
     cv2.putText(
-        view, "S95-3229 H&E 20 STOMACH/BODY", (6, 20), cv2.FONT_HERSHEY_PLAIN, 0.8, (90, 200, 90)
+        view, "S95-3229 H&E 20 STOMACH/BODY", (6, 20), cv2.FONT_HERSHEY_PLAIN, 0.75, (90, 200, 90)
     )
     return view
 
