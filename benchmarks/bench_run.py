@@ -15,10 +15,15 @@ start to exit, model loading, the ledger, the digest of every input and the flus
 included. Both sides run ``--rounds`` times, alternating which goes first; the figure to quote is
 the median round's ratio of the two speeds (issue 6's target on the clean series: at least 0.5).
 
+``--device`` and ``--inference`` are passed to ``scrubber run``: on a GPU machine,
+``--device cuda`` measures the GPU layout (one inference process per GPU batching the frames of
+all workers; the summary's ``inference`` figures show the batches it formed), and
+``--inference shared`` measures that layout on the CPU too.
+
 Usage::
 
     python benchmarks/bench_run.py [--slices 2000] [--size 512] [--workers N] [--rounds 3]
-        [--no-corpus] [--json OUT]
+        [--device auto|cpu|cuda] [--inference auto|worker|shared] [--no-corpus] [--json OUT]
 """
 
 from __future__ import annotations
@@ -104,7 +109,9 @@ def plain_read_write(files: list[Path], scratch: Path) -> tuple[float, int, int]
     return time.perf_counter() - start, done, frames
 
 
-def scrubber_run(source: Path, work: Path, workers: int | None) -> tuple[float, dict[str, Any]]:
+def scrubber_run(
+    source: Path, work: Path, workers: int | None, options: tuple[str, ...] = ()
+) -> tuple[float, dict[str, Any]]:
     """Run ``scrubber run`` on ``source`` in a fresh process; return seconds and its summary."""
     out, summary = work / "out", work / "summary.json"
     command = [
@@ -113,6 +120,7 @@ def scrubber_run(source: Path, work: Path, workers: int | None) -> tuple[float, 
     ]  # fmt: skip
     if workers:
         command += ["--workers", str(workers)]
+    command += options
     env = {**os.environ, "SCRUBBER_HOME": str(work / "home")}
     start = time.perf_counter()
     run = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -124,7 +132,12 @@ def scrubber_run(source: Path, work: Path, workers: int | None) -> tuple[float, 
 
 
 def measure(
-    name: str, source: Path, scratch: Path, workers: int | None, rounds: int = 3
+    name: str,
+    source: Path,
+    scratch: Path,
+    workers: int | None,
+    rounds: int = 3,
+    options: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Both sides on one input tree, side by side, ``rounds`` times alternating.
 
@@ -141,7 +154,7 @@ def measure(
                 sides["plain"] = plain_read_write(files, scratch / f"{name}-plain")
                 shutil.rmtree(scratch / f"{name}-plain", ignore_errors=True)
             else:
-                sides["run"] = scrubber_run(source, scratch / f"{name}-run", workers)
+                sides["run"] = scrubber_run(source, scratch / f"{name}-run", workers, options)
                 shutil.rmtree(scratch / f"{name}-run", ignore_errors=True)
         plain_s, plain_files, plain_frames = sides["plain"]
         run_s, summary = sides["run"]
@@ -158,13 +171,19 @@ def measure(
             "counts": summary["counts"],
             "ocr_frames": summary["ocr_frames"],
             "stage_seconds": summary["stage_seconds"],
+            "inference": summary.get("inference", []),
         }
         measured.append(one)
         print(
             f"{name} round {index + 1}/{rounds}: plain pydicom read+write "
             f"{one['plain_frames_per_second']} frames/s; scrubber run "
             f"{one['run_frames_per_second']} frames/s ({run_s:.1f} s, {summary['ocr_frames']} "
-            f"frames through OCR); ratio {one['ratio']}",
+            f"frames through OCR); ratio {one['ratio']}"
+            + "".join(
+                f"; inference process on {i['device']}: {i['frames']} frames in {i['batches']} "
+                f"batches (mean {i['mean_batch']}, largest {i['largest_batch']})"
+                for i in one["inference"]
+            ),
             flush=True,
         )
     middle = sorted(measured, key=lambda one: float(one["ratio"]))[len(measured) // 2]
@@ -192,8 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=3, help="alternating rounds per input (median quoted)"
     )
+    parser.add_argument("--device", default="auto", help="scrubber run --device")
+    parser.add_argument("--inference", default="auto", help="scrubber run --inference")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
+    options = ("--device", args.device, "--inference", args.inference)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
         scratch = Path(tmp)
@@ -202,10 +224,10 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             write_ct_series(series, args.slices, args.size)
             print(f"generated {args.slices} CT slices in {time.perf_counter() - start:.1f} s")
-            rows.append(measure("ct-series", series, scratch, args.workers, args.rounds))
+            rows.append(measure("ct-series", series, scratch, args.workers, args.rounds, options))
             shutil.rmtree(series)
         if not args.no_corpus and args.corpus.is_dir():
-            rows.append(measure("corpus", args.corpus, scratch, args.workers, args.rounds))
+            rows.append(measure("corpus", args.corpus, scratch, args.workers, args.rounds, options))
     machine = {
         "cpu": platform.processor() or platform.machine(),
         "cores": len(os.sched_getaffinity(0)),
