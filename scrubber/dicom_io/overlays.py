@@ -166,8 +166,9 @@ def iter_overlay_groups(ds: Dataset) -> Iterator[int]:
     """Yield the 60xx groups present in ``ds`` (planes or leftovers)."""
     seen = set()
     for tag in ds.keys():
-        if 0x6000_0000 <= tag <= 0x601E_FFFF:  # plain int comparisons: BaseTag.group is slower
-            group = tag >> 16
-            if group % 2 == 0 and group not in seen:
-                seen.add(group)
-                yield group
+        # ``>>`` is int's own (C) operator and gives a plain int; BaseTag's comparisons and
+        # ``.group`` are Python code, called for every element of every instance
+        group = tag >> 16
+        if 0x6000 <= group <= 0x601E and group % 2 == 0 and group not in seen:
+            seen.add(group)
+            yield group

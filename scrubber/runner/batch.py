@@ -56,7 +56,7 @@ from scrubber.runner.inference import (
     connect,
     gpu_devices,
 )
-from scrubber.runner.ledger import Ledger, LedgerRow
+from scrubber.runner.ledger import Ledger, LedgerError, LedgerRow
 from scrubber.runner.quarantine import (
     commit_staged,
     discard_staged,
@@ -1012,7 +1012,11 @@ class BatchRun:
             discard_staged(result.staged)
             _log_not_written(exc)
             return failed
-        self.ledger.committing(result.name, finals)
+        try:
+            self.ledger.committing(result.name, finals)
+        except LedgerError:  # the run stops: nothing of this input may stay behind
+            discard_staged(result.staged)
+            raise
         try:
             commit_staged(result.staged)
         except OutputError as exc:
@@ -1034,7 +1038,7 @@ class BatchRun:
             digest=result.digest,
             versions=result.versions,
         )
-        self.ledger.finish(row, finals)
+        self.ledger.finish_later(row, finals)  # written with the next input's `committing`
         return row
 
     def write_report(self, path: Path) -> int:
