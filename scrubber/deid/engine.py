@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Final
 
 from pydicom import config as pydicom_config
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
@@ -467,6 +468,24 @@ class _Walk:
     pending_text: list[tuple[Dataset, BaseTag]] = field(default_factory=list)
 
 
+#: Raw identifying values remembered per worker with what they read as (the instances of a
+#: series repeat the same names and dates; reading them is pydicom's slowest path).
+_CAPTURE_CACHE: Final = 4096
+
+
+def _capture_key(raw: DataElement | RawDataElement, vr: str) -> tuple[str, bytes] | None:
+    """Key under which a raw value's reading can be remembered, or None.
+
+    Only raw ASCII bytes qualify: every character set DICOM allows reads them alike, so the
+    bytes and the VR decide the strings, whatever the data set's Specific Character Set.
+    """
+    if not isinstance(raw, RawDataElement) or not isinstance(raw.value, bytes):
+        return None
+    if not raw.value.isascii() or b"\x1b" in raw.value:
+        return None
+    return vr, raw.value
+
+
 def _strings(value: object) -> list[str]:
     if value is None:
         return []
@@ -508,6 +527,7 @@ class Deidentifier:
         self._uids = UIDRemapper(secret)
         self._identifier_key = hmac.new(secret, b"scrubber/identifier", hashlib.sha256).digest()
         self._memory_index: dict[str, int] = {}
+        self._captured: dict[tuple[str, bytes], list[str]] = {}
         self._project_shift = (
             config.date_shift_days
             if config.date_shift_days is not None
@@ -631,11 +651,18 @@ class Deidentifier:
         self, ds: Dataset, tag: BaseTag, raw: DataElement | RawDataElement, vr: str, walk: _Walk
     ) -> None:
         """Add an identifying value to the header terms before its action changes it."""
-        values = _strings(ds[tag].value)
-        if isinstance(raw, RawDataElement):
-            # Put the raw bytes back: a value kept in the output is then written exactly as read,
-            # with no round trip through its character set.
-            ds[tag] = raw
+        key = _capture_key(raw, vr)
+        values = self._captured.get(key) if key is not None else None
+        if values is None:
+            values = _strings(ds[tag].value)
+            if isinstance(raw, RawDataElement):
+                # Put the raw bytes back: a value kept in the output is then written exactly as
+                # read, with no round trip through its character set.
+                ds[tag] = raw
+            if key is not None:
+                if len(self._captured) >= _CAPTURE_CACHE:
+                    self._captured.clear()
+                self._captured[key] = values
         if vr == "DA":
             for value in values:
                 walk.terms.add_date(value)

@@ -396,3 +396,29 @@ def test_graphic_annotation_text_is_cleaned_under_the_default_options(
     assert patient.patient_id not in cleaned
     assert "arrow" in cleaned
     assert ds.GraphicAnnotationSequence[0].GraphicLayer == "LAYER1"
+
+
+def _named(tmp_path: Path, name: bytes, charset: str, file: str) -> Dataset:
+    ds = build_instance(sample_patients(1, seed=4)[0], seed=1)
+    ds.SpecificCharacterSet = charset
+    ds.PatientName = "placeholder"
+    path = tmp_path / file
+    write_instance(ds, path)
+    data = path.read_bytes().replace(b"placeholder ", name.ljust(12, b" ")[:12])
+    path.write_bytes(data)
+    return read_instance(path)
+
+
+def test_identifying_values_read_the_same_for_every_instance_of_a_series(
+    tmp_path: Path,
+) -> None:
+    """A worker remembers how raw ASCII names and dates read; bytes beyond ASCII are read with
+    each instance's own character set (the same bytes are another name in another set)."""
+    deid = Deidentifier(DeidConfig(project="TEST"), SECRET, None)
+    first = deid.deidentify(_named(tmp_path, b"MILLER^ROSE", "ISO_IR 100", "1.dcm")).terms
+    again = deid.deidentify(_named(tmp_path, b"MILLER^ROSE", "ISO_IR 100", "2.dcm")).terms
+    assert "MILLER" in first and first.terms() == again.terms()
+    latin = deid.deidentify(_named(tmp_path, b"M\xdcLLER^ROSE", "ISO_IR 100", "3.dcm")).terms
+    cyrillic = deid.deidentify(_named(tmp_path, b"M\xdcLLER^ROSE", "ISO_IR 144", "4.dcm")).terms
+    assert "MÜLLER" in latin and "MÜLLER" not in cyrillic
+    assert any("ROSE" in term for term in cyrillic.terms())
