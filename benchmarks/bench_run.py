@@ -143,13 +143,17 @@ def measure(
 
     The floor is mostly file-system work and the run mostly CPU work, so a disk that slows down
     for a while moves one side and not the other. Each round measures both, in alternating order,
-    and the figure quoted is the median of the rounds' ratios.
+    each after an untimed ``sync``, and the figure quoted is the median of the rounds' ratios.
     """
     files = sorted(p for p in source.rglob("*") if p.is_file())
     measured: list[dict[str, Any]] = []
     for index in range(rounds):
         sides: dict[str, Any] = {}
         for side in ("plain", "run") if index % 2 == 0 else ("run", "plain"):
+            # Untimed: the other side's (or the generator's) written data goes to disk now, not
+            # during this side's timing (the floor never flushes; its writeback slowed the run
+            # measured after it, and the first round ran during the series' own writeback).
+            os.sync()
             if side == "plain":
                 sides["plain"] = plain_read_write(files, scratch / f"{name}-plain")
                 shutil.rmtree(scratch / f"{name}-plain", ignore_errors=True)
