@@ -59,18 +59,21 @@ def test_shared_inference_gives_the_outputs_of_workers_with_their_own_models(
     source = _tree(tmp_path / "in")
     env = {"SCRUBBER_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
     key = tmp_path / "key.sqlite"
-    common = ["-p", "TRIAL", "--key-file", str(key), "-q", "-j", "2"]
+    common = ["-p", "TRIAL", "--key-file", str(key), "-q"]
     summaries = {}
-    for mode in ("worker", "shared"):
+    # shared-1: one worker, the driver itself, served by the inference process
+    for mode, workers in (("worker", "2"), ("shared", "2"), ("shared-1", "1")):
         summary = tmp_path / f"{mode}.json"
         result = runner.invoke(
             app,
-            ["run", str(source), "--out", str(tmp_path / mode), *common, "--inference", mode,
-             "--summary", str(summary), "--report", str(tmp_path / f"{mode}.jsonl")],
+            ["run", str(source), "--out", str(tmp_path / mode), *common, "-j", workers,
+             "--inference", mode.split("-")[0], "--summary", str(summary)],
             env=env,
         )  # fmt: skip
         assert result.exit_code == 1, result.output  # broken.dcm is held
         summaries[mode] = json.loads(summary.read_text())
+    assert _digests(tmp_path / "shared-1") == _digests(tmp_path / "worker")
+    assert summaries["shared-1"]["inference"][0]["frames"] > 0
     worker, shared = _digests(tmp_path / "worker"), _digests(tmp_path / "shared")
     assert len(worker) >= 5 and worker == shared
     held_worker = _digests(tmp_path / "worker.quarantine")
