@@ -504,6 +504,7 @@ def run_batch(
     )
     from scrubber.detect.decide import Policy
     from scrubber.runner.batch import BatchRun, RunSettings, versions
+    from scrubber.runner.inference import gpu_devices
 
     _configure_logging(verbose)
     key_path = key_file or default_key_path(project)
@@ -521,7 +522,9 @@ def run_batch(
             raise ConfigError(f"--inference must be auto, worker or shared, not {inference!r}")
         check_device(device)  # in the driver: a worker failing to start says less
         if inference == "auto":  # one model copy per GPU when there is one, else per worker
-            on_gpu = engine == "local" and device != "cpu" and cuda_available()
+            on_gpu = (
+                engine == "local" and device != "cpu" and cuda_available() and bool(gpu_devices())
+            )
             inference = "shared" if on_gpu else "worker"
         config = _deid_config(
             project, option, basic_only, strict, keep_private, date_shift, date_shift_days

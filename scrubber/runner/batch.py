@@ -1069,7 +1069,8 @@ def _inference_gpus(device: str) -> list[str | None]:
 
     if device == "cpu" or not cuda_available():  # "cuda" without CUDA was refused before this
         return [None]
-    return list(gpu_devices())
+    # None: every GPU hidden by $CUDA_VISIBLE_DEVICES; "cuda" then fails to start, with its reason
+    return list(gpu_devices()) or [None]
 
 
 def _check_paths(settings: RunSettings, ledger: Path) -> None:

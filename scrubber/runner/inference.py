@@ -370,18 +370,23 @@ def _accept(listener: Listener, service: _Service) -> None:
 def gpu_devices() -> list[str]:
     """List the GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries.
 
-    ``$CUDA_VISIBLE_DEVICES`` when set, else the GPUs ``nvidia-smi -L`` lists, else one
-    (``"0"``) so that a machine whose ONNX Runtime has CUDA gets one inference process.
+    ``$CUDA_VISIBLE_DEVICES`` when set (empty or ``-1``: none, as CUDA reads it), else the GPUs
+    ``nvidia-smi -L`` lists, else one (``"0"``) so that a machine whose ONNX Runtime has CUDA
+    gets one inference process.
 
     Returns
     -------
     list of str
-        One entry per GPU (at least one).
+        One entry per GPU; empty when ``$CUDA_VISIBLE_DEVICES`` hides them all.
     """
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        entries = [e.strip() for e in visible.split(",") if e.strip() and e.strip() != "-1"]
-        return entries or ["0"]
+        entries = []
+        for entry in (e.strip() for e in visible.split(",")):
+            if not entry or entry == "-1":  # CUDA stops reading the list here
+                break
+            entries.append(entry)
+        return entries
     smi = shutil.which("nvidia-smi")
     if smi:
         import subprocess

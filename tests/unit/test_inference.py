@@ -254,10 +254,35 @@ def test_an_ocr_read_that_raises_is_raised_again_in_the_worker(local: TextClassi
 
 @pytest.mark.parametrize(
     ("visible", "expected"),
-    [("1,3", ["1", "3"]), ("GPU-5d3c", ["GPU-5d3c"]), ("", ["0"]), ("-1", ["0"])],
+    [
+        ("1,3", ["1", "3"]),
+        ("GPU-5d3c", ["GPU-5d3c"]),
+        ("", []),  # every GPU hidden: no inference process may unhide one
+        ("-1", []),
+        ("2,-1,3", ["2"]),  # CUDA reads up to the first invalid entry
+    ],
 )
 def test_gpus_are_those_cuda_visible_devices_names(
     monkeypatch: pytest.MonkeyPatch, visible: str, expected: list[str]
 ) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     assert gpu_devices() == expected
+
+
+@pytest.mark.parametrize(
+    ("device", "visible", "expected"),
+    [
+        ("auto", "1,2", ["1", "2"]),  # one inference process per GPU
+        ("auto", "", [None]),  # GPUs hidden: one process, on the CPU, the variable untouched
+        ("cpu", "1,2", [None]),
+    ],
+)
+def test_one_inference_process_per_visible_gpu(
+    monkeypatch: pytest.MonkeyPatch, device: str, visible: str, expected: list[str | None]
+) -> None:
+    from scrubber.detect import classifier
+    from scrubber.runner.batch import _inference_gpus
+
+    monkeypatch.setattr(classifier, "cuda_available", lambda: True)  # as on a GPU machine
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert _inference_gpus(device) == expected
