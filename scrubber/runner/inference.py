@@ -145,7 +145,6 @@ class _ServerConfig:
 
 @dataclass
 class _Request:
-    conn_id: int
     kind: str
     payload: Any
     future: Future[Any] = field(default_factory=Future)
@@ -263,7 +262,7 @@ class _Service:
 
     # -- connections -----------------------------------------------------------------------
 
-    def handle(self, conn: Connection, conn_id: int) -> None:
+    def handle(self, conn: Connection) -> None:
         """Serve one worker's connection: a request, its reply, until the worker goes."""
         try:
             while True:
@@ -273,7 +272,7 @@ class _Service:
                 finally:
                     self.receiving(-1)
                 kind, payload = message
-                request = _Request(conn_id, kind, payload)
+                request = _Request(kind, payload)
                 (self.scores if kind == "score" else self.reads).put(request)
                 try:
                     reply: tuple[str, Any] = ("ok", request.future.result())
@@ -360,7 +359,7 @@ def _accept(listener: Listener, service: _Service) -> None:
             continue
         count += 1
         threading.Thread(
-            target=service.handle, args=(conn, count), name=f"conn-{count}", daemon=True
+            target=service.handle, args=(conn,), name=f"conn-{count}", daemon=True
         ).start()
 
 

@@ -205,7 +205,7 @@ def _served(service: _Service) -> _Channel:
     here, there = Pipe()
     for target in (service.score_loop, service.read_loop):
         threading.Thread(target=target, daemon=True).start()
-    threading.Thread(target=service.handle, args=(there, 1), daemon=True).start()
+    threading.Thread(target=service.handle, args=(there,), daemon=True).start()
     return _Channel(here)
 
 
