@@ -16,7 +16,13 @@ For ``val`` and ``eval`` it then splits the text frames by the height of their t
 the model's input (the frame is reduced to ``INPUT_SIZE`` squared, so 8-pixel text on a
 2,048-pixel frame is 1 cell tall) and by background, with the recall of each group at the 2%-FPR
 threshold: misses that pile up in the smallest group say the input resolution, not the network,
-is what loses them. Only scores, counts and sizes are printed: the frames are synthetic.
+is what loses them. They are also split by the text's orientation (lines drawn across, lines
+rotated 90 degrees, or both on one frame). Only scores, counts and sizes are printed.
+
+``--misses DIR`` also writes contact sheets of the ``eval`` text frames missed at the 2%-FPR
+threshold (``misses-NN.png``, eight frames a sheet): each frame's mean and maximum luma channels
+as the network sees them, its text boxes outlined in red, its index, background and score
+written above. The frames are synthetic, so the sheets hold no patient data.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -65,6 +71,30 @@ def tallest_line(boxes: Sequence[Sequence[float]]) -> float:
         The largest of each line's shorter side; 0 for a frame without text.
     """
     return max((min(float(w), float(h)) for _x, _y, w, h in boxes), default=0.0)
+
+
+#: A text line taller than this many times its width was drawn rotated 90 degrees.
+_VERTICAL_ASPECT: Final = 1.5
+
+
+def orientation(boxes: Sequence[Sequence[float]]) -> str:
+    """How a frame's text lines run: ``across``, ``rotated`` (90 degrees) or ``both``.
+
+    Parameters
+    ----------
+    boxes : sequence of ``[x, y, w, h]``
+        The frame's text lines.
+
+    Returns
+    -------
+    str
+        ``rotated`` when every line is more than 1.5 times as tall as wide, ``across`` when none
+        is, ``both`` otherwise; ``none`` for a frame without text.
+    """
+    if not boxes:
+        return "none"
+    rotated = [float(h) > _VERTICAL_ASPECT * float(w) for _x, _y, w, h in boxes]
+    return "rotated" if all(rotated) else "both" if any(rotated) else "across"
 
 
 def groups(
@@ -145,7 +175,65 @@ def split_report(split: dict[str, Any], scores: np.ndarray) -> dict[str, Any]:
         order = [_bin_name(low, high) for low, high in HEIGHT_BINS]
         report["by_text_height_cells"] = groups(scores, labels, heights, threshold, order)
         report["by_background"] = groups(scores, labels, split["kinds"][: len(scores)], threshold)
+        turns = [orientation(b) for b in boxes[: len(scores)]]
+        report["by_orientation"] = groups(
+            scores, labels, turns, threshold, ("across", "rotated", "both")
+        )
     return report
+
+
+def write_misses(
+    split: dict[str, Any], scores: np.ndarray, threshold: float, folder: Path, per_sheet: int = 8
+) -> list[Path]:
+    """Write contact sheets of the text frames scoring below ``threshold``.
+
+    Parameters
+    ----------
+    split : dict
+        A split with ``inputs`` (``uint8``, ``(n, channels, size, size)``), ``labels``, ``kinds``
+        and ``boxes`` (model-input cells).
+    scores : numpy.ndarray
+        Scores of the split's first ``len(scores)`` frames.
+    threshold : float
+        Text frames scoring below it are missed.
+    folder : pathlib.Path
+        Where the sheets go (created if missing).
+    per_sheet : int, optional
+        Frames per sheet (two a row).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The sheets written, in frame order; none when nothing is missed.
+    """
+    import cv2
+
+    labels = np.asarray(split["labels"])[: len(scores)]
+    missed = np.flatnonzero((labels == 1) & (scores < threshold))
+    tiles = []
+    for index in missed:
+        planes = np.asarray(split["inputs"][index])
+        size = planes.shape[-1]
+        tile = cv2.cvtColor(np.concatenate([planes[0], planes[1]], axis=1), cv2.COLOR_GRAY2BGR)
+        for x, y, w, h in split["boxes"][index]:
+            for offset in (0, size):
+                corner = (int(x) + offset, int(y))
+                far = (int(x + w) + offset, int(y + h))
+                cv2.rectangle(tile, corner, far, (0, 0, 255), 1)
+        label = f"{index} {split['kinds'][index]} {scores[index]:.3f}"
+        cv2.putText(tile, label, (3, 13), cv2.FONT_HERSHEY_PLAIN, 1.0, (0, 255, 0), 1)
+        tiles.append(tile)
+    folder.mkdir(parents=True, exist_ok=True)
+    sheets = []
+    for number, first in enumerate(range(0, len(tiles), per_sheet)):
+        chunk = tiles[first : first + per_sheet]
+        chunk += [np.zeros_like(chunk[0])] * (-len(chunk) % 2)
+        rows = [np.concatenate(chunk[i : i + 2], axis=1) for i in range(0, len(chunk), 2)]
+        path = folder / f"misses-{number:02d}.png"
+        if not cv2.imwrite(str(path), np.concatenate(rows, axis=0)):
+            raise OSError(f"cannot write {path}")
+        sheets.append(path)
+    return sheets
 
 
 def _print(name: str, report: dict[str, Any]) -> None:
@@ -153,7 +241,7 @@ def _print(name: str, report: dict[str, Any]) -> None:
         f"{name:5s} {report['frames']:5d} frames  AUC {report['roc_auc']:.5f}  "
         f"recall at 2% FPR {report['recall_at_fpr_2pct']:.4f}"
     )
-    for title in ("by_text_height_cells", "by_background"):
+    for title in ("by_text_height_cells", "by_background", "by_orientation"):
         if title not in report:
             continue
         cells = ", ".join(
@@ -176,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--eval", type=int, default=4000)
     parser.add_argument("--workers", type=int, default=1, help="processes if splits are generated")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--misses", type=Path, help="write contact sheets of the missed eval frames here"
+    )
     args = parser.parse_args(argv)
 
     classifier = load_classifier(args.model_dir, device="cpu")
@@ -199,6 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = split_report(split if name != "train" else {**split, "boxes": None}, scores)
         reports[name] = report
         _print(name, report)
+        if name == "eval" and args.misses is not None:
+            threshold = report["threshold_at_fpr_2pct"]
+            sheets = write_misses(split, scores, threshold, args.misses)
+            print(f"      {len(sheets)} contact sheet(s) of missed frames in {args.misses}")
     if args.json is not None:
         args.json.write_text(json.dumps(reports, indent=2) + "\n")
     return 0
