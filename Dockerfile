@@ -36,17 +36,20 @@ ENTRYPOINT ["scrubber"]
 CMD ["--help"]
 
 # ---------------------------------------------------------------------------------------------
-# The scrub server on a CUDA GPU: CUDA 12 runtime with cuDNN 9 (what onnxruntime-gpu 1.2x needs),
-# Python 3.11, ONNX Runtime with the CUDA execution provider for the classifier and RapidOCR.
-# torch is not installed: the default OCR engine runs on ONNX Runtime.
-FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu22.04 AS server-gpu
+# The scrub server on a CUDA GPU: CUDA 13 runtime with cuDNN 9, what onnxruntime-gpu 1.31 is
+# built for (its wheel asks for nvidia-cuda-runtime ~=13.0; the CUDA 12 base this image had
+# before could not start ONNX Runtime's CUDA provider once pip took a CUDA 13 release). The host
+# needs an NVIDIA driver for CUDA 13 (580 or newer). Python 3.12 (Ubuntu 24.04's), ONNX Runtime
+# with the CUDA execution provider for the classifier and RapidOCR. torch is not installed: the
+# default OCR engine runs on ONNX Runtime.
+FROM nvidia/cuda:13.1.1-cudnn-runtime-ubuntu24.04 AS server-gpu
 
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3.11 python3.11-venv libgl1 libglib2.0-0 \
+    && apt-get install -y --no-install-recommends python3 python3-venv libgl1 libglib2.0-0 \
     && rm -rf /var/lib/apt/lists/*
 
-RUN python3.11 -m venv /opt/venv
+RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PIP_NO_CACHE_DIR=1
 
@@ -57,7 +60,7 @@ COPY models ./models
 # onnxruntime (CPU) and onnxruntime-gpu install the same module: keep only the GPU build.
 RUN pip install '.[server]' \
     && pip uninstall -y onnxruntime \
-    && pip install --force-reinstall --no-deps 'onnxruntime-gpu>=1.20' \
+    && pip install --force-reinstall --no-deps 'onnxruntime-gpu>=1.31,<2' \
     && SCRUBBER_MODEL_DIR=/opt/scrubber/models python -c \
        "from scrubber.detect import load_classifier; load_classifier(device='cpu')"
 

@@ -30,7 +30,9 @@ an error without it) or allowed (``device="auto"``) and ONNX Runtime offers it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -63,6 +65,7 @@ __all__ = [
     "default_model_dir",
     "frame_digest",
     "load_classifier",
+    "preload_cuda_libraries",
 ]
 
 logger = logging.getLogger(__name__)
@@ -420,6 +423,38 @@ def cuda_available() -> bool:
     return _CUDA in onnxruntime.get_available_providers()
 
 
+_preloaded: list[bool] = []
+
+
+def preload_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from NVIDIA's pip packages, where ONNX Runtime's GPU build needs them.
+
+    ``pip install onnxruntime-gpu[cuda,cudnn]`` installs the CUDA 13 runtime and cuDNN as Python
+    packages, which the dynamic loader does not search: without this, the CUDA execution
+    provider fails to start (``libcublasLt.so.13: cannot open shared object file``) unless
+    ``LD_LIBRARY_PATH`` names their folders or torch was imported first. ONNX Runtime's own
+    ``preload_dlls`` finds and loads them; it does nothing for CPU builds and older releases lack
+    it. Called once per process, before the first session that may use CUDA; what it prints
+    goes to the debug log, and a failure is left for the session's own check to report.
+    """
+    if _preloaded:
+        return
+    _preloaded.append(True)
+    import onnxruntime as ort
+
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None or _CUDA not in ort.get_available_providers():
+        return
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            preload()
+    except Exception as exc:  # a missing folder or library: the session reports CUDA missing
+        logger.debug("preloading CUDA libraries failed: %s", type(exc).__name__)
+    if printed.getvalue().strip():
+        logger.debug("ONNX Runtime preloading CUDA libraries: %s", printed.getvalue().strip())
+
+
 def _providers(available: Sequence[str], device: str) -> list[str]:
     if device == "cuda" and _CUDA not in available:
         raise ConfigError(
@@ -546,6 +581,8 @@ def load_classifier(
     import onnxruntime as ort
 
     providers = _providers(ort.get_available_providers(), device)
+    if _CUDA in providers:
+        preload_cuda_libraries()
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_threads
     options.inter_op_num_threads = 1

@@ -50,6 +50,9 @@ def _device(device: str) -> str:
     import onnxruntime  # type: ignore[import-untyped]
 
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        from scrubber.detect.classifier import preload_cuda_libraries
+
+        preload_cuda_libraries()
         return "cuda"
     if device == "cuda":
         raise OcrUnavailableError(

@@ -66,6 +66,8 @@ def test_the_images_run_unprivileged_check_the_model_and_keep_telemetry_off() ->
         assert "ORT_DISABLE_TELEMETRY=1" in stage
     server = stages[1]
     assert server.startswith("nvidia/cuda:") and "onnxruntime-gpu" in server
+    # onnxruntime-gpu 1.31 is built for CUDA 13: an older CUDA base cannot start its provider
+    assert server.startswith("nvidia/cuda:13.") and "onnxruntime-gpu>=1.31" in server
     assert "HEALTHCHECK" in server and "/readyz" in server
     assert "pip uninstall -y onnxruntime" in server  # one ONNX Runtime build only
 
