@@ -23,8 +23,10 @@ new frames), and ``--init-from DIR`` starts from the model in ``DIR`` (its manif
 checked; see :func:`load_onnx_weights`). The manifest records the parent's version and sha256.
 ``--small N`` adds ``N`` training frames of the generator's ``small`` profile (32 to 256 pixels
 a side, a third of them synthetic ramps and noise), which the model input enlarges into blocks.
-Every run also reports a ``small`` validation split (``--small-val`` frames, training fonts),
-so a model's behaviour on such frames is on record whether or not it trained on them.
+``--turned N`` adds ``N`` frames of the ``turned`` profile (standard frames, text blocks rotated
+90 degrees half the time instead of a tenth). Every run also reports a ``small`` validation
+split (``--small-val`` frames, training fonts), so a model's behaviour on such frames is on
+record whether or not it trained on them.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ TRAIN_SEED, VAL_SEED, EVAL_SEED = 20261122, 20261123, 20261124
 EXTRA_SEED = 20261125
 #: Seeds of the ``small`` profile's training split (``--small``) and validation split.
 SMALL_SEED, SMALL_VAL_SEED = 20261126, 20261127
+#: Seed of the ``turned`` profile's training split (``--turned``).
+TURNED_SEED = 20261128
 #: Version of a model trained from scratch: the major number follows the generator's. A model
 #: continued from another (``--init-from``) takes its parent's version with the minor number raised.
 MODEL_VERSION = "2.0.0"
@@ -122,7 +126,7 @@ def build_split(
         Processes used to generate.
     cache : pathlib.Path, optional
         Folder holding generated splits.
-    profile : {"standard", "small"}
+    profile : {"standard", "small", "turned"}
         The generator's frame profile (see :data:`training.synth.PROFILES`).
 
     Returns
@@ -132,7 +136,11 @@ def build_split(
         ``boxes`` (per frame, the text lines' ``[x, y, w, h]`` in model-input cells).
     """
     cache.mkdir(parents=True, exist_ok=True)
-    version = f"g{GENERATOR_VERSION}" if profile == "standard" else f"small{SMALL_PROFILE_VERSION}"
+    version = {
+        "standard": f"g{GENERATOR_VERSION}",
+        "small": f"small{SMALL_PROFILE_VERSION}",
+        "turned": f"turned{GENERATOR_VERSION}",
+    }[profile]
     stem = cache / f"{name}-{version}-s{seed}-n{count}-{INPUT_SIZE}"
     inputs_path = stem.parent / f"{stem.name}.inputs.npy"
     meta_path = stem.parent / f"{stem.name}.meta.json"
@@ -481,6 +489,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="training frames of the generator's small profile (32-256 px; seed SMALL_SEED)",
     )
     parser.add_argument(
+        "--turned",
+        type=int,
+        default=0,
+        help="training frames of the generator's turned profile (half the text rotated; "
+        "seed TURNED_SEED)",
+    )
+    parser.add_argument(
         "--small-val",
         type=int,
         default=2000,
@@ -515,6 +530,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for k in range(args.extra_splits):
         name, seed = f"train{k + 2}", EXTRA_SEED + k
         splits.append(build_split(name, seed, args.train, "train", args.workers, args.cache))
+    if args.turned:
+        splits.append(
+            build_split(
+                "turned", TURNED_SEED, args.turned, "train", args.workers, args.cache, "turned"
+            )
+        )
     if args.small:
         splits.append(
             build_split("small", SMALL_SEED, args.small, "train", args.workers, args.cache, "small")
@@ -578,6 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "generator_version": GENERATOR_VERSION,
             "small_profile_version": SMALL_PROFILE_VERSION,
             "small_frames": args.small,
+            "turned_frames": args.turned,
             "seeds": {"train": TRAIN_SEED, "val": VAL_SEED, "eval": EVAL_SEED},
             "frames": {"train": len(frames), "val": args.val, "eval": args.eval},
             "train_seeds": [TRAIN_SEED] + [EXTRA_SEED + k for k in range(args.extra_splits)],

@@ -164,3 +164,17 @@ def test_every_labelled_box_stands_out_from_its_surroundings() -> None:
         for x, y, w, h in sample.boxes:
             patch = view[y : y + h, x : x + w]
             assert int((patch.max(axis=(0, 1)) - patch.min(axis=(0, 1))).max()) >= 24
+
+
+def test_turned_profile_rotates_half_the_text_and_leaves_standard_frames_alone() -> None:
+    def rotated_share(samples: list[synth.Sample]) -> float:
+        boxes = [b for s in samples for b in s.boxes]
+        return sum(h > 1.5 * w for _x, _y, w, h in boxes) / len(boxes)
+
+    standard = [s for s in generate(41, 60) if s.has_text]
+    turned = [s for s in generate(41, 60, profile="turned") if s.has_text]
+    assert rotated_share(standard) < 0.2 < 0.3 < rotated_share(turned)
+    assert max(max(s.view.shape[:2]) for s in turned) > 256  # device-sized frames, not small ones
+    # drawing turned frames leaves the share of the standard ones where it was
+    again = [s for s in generate(41, 60) if s.has_text]
+    assert all(np.array_equal(a.view, b.view) for a, b in zip(standard, again, strict=True))
