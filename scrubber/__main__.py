@@ -1,5 +1,5 @@
 """``python -m scrubber`` runs the command line."""
 
-from scrubber.cli.app import main
+from scrubber.cli import main
 
 main()

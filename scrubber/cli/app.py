@@ -28,6 +28,7 @@ from rich.progress import (
 from rich.table import Table
 
 from scrubber import __version__
+from scrubber.cli import prestart
 from scrubber.deid import (
     DEFAULT_OPTIONS,
     MAPPING_KINDS,
@@ -557,6 +558,7 @@ def run_batch(
             count,
             engine="ray" if engine == "ray" else "local",
             address=address,
+            start_method=prestart.start_method(),
         )
     except ScrubberError as exc:
         raise _fail(exc) from exc

@@ -585,6 +585,10 @@ class BatchRun:
         on a file system every node mounts at the same path).
     address : str, optional
         The Ray cluster to join (default: ``$RAY_ADDRESS``, else a local Ray instance).
+    start_method : {"spawn", "forkserver"}, optional
+        How local worker processes start: ``spawn`` (fresh interpreters), or ``forkserver``
+        once :func:`scrubber.cli.prestart.start_worker_server` has started one (the
+        ``scrubber`` command does), whose workers need not import anything.
 
     Raises
     ------
@@ -602,8 +606,10 @@ class BatchRun:
         *,
         engine: Literal["local", "ray"] = "local",
         address: str | None = None,
+        start_method: Literal["spawn", "forkserver"] = "spawn",
     ) -> None:
         self.settings = settings
+        self.start_method = start_method
         self.workers = max(1, workers)
         self.engine = engine
         self.address = address
@@ -824,7 +830,7 @@ class BatchRun:
         results yielded. Returns the tasks that were in flight when a worker process died (the
         pool is unusable then); the tasks not yet submitted stay in ``queue``.
         """
-        context = multiprocessing.get_context("spawn")
+        context = multiprocessing.get_context(self.start_method)
         pool = ProcessPoolExecutor(
             workers,
             mp_context=context,
