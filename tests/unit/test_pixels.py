@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from pydicom.uid import (
+    UID,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -224,3 +225,47 @@ def test_a_modality_lut_sequence_renders_without_a_table() -> None:
     view = render._greyscale(frame, ds, SimpleNamespace(photometric="MONOCHROME2"))  # type: ignore[arg-type]
     assert not render._tables
     assert view.tolist() == [[0, 11, 21, 255]]
+
+
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
+@pytest.mark.parametrize(
+    ("allocated", "stored", "signed"),
+    [(8, 8, False), (8, 6, True), (16, 16, True), (16, 12, False), (16, 12, True), (16, 10, True)],
+)
+@pytest.mark.parametrize("keep_unused_bits", [False, True])
+def test_native_frames_match_pydicoms_decoder_bit_for_bit(
+    syntax: UID, allocated: int, stored: int, signed: bool, keep_unused_bits: bool
+) -> None:
+    """Uncompressed greyscale frames are sliced directly; the arrays must be pydicom's own."""
+    from pydicom.pixels.utils import iter_pixels
+
+    ds, _ = build_image(photometric="MONOCHROME2", bits_stored=8, frames=3)
+    rng = np.random.default_rng(allocated * 100 + stored)
+    rows, columns = 7, 5  # odd: 8-bit frames are not a whole number of words
+    ds.Rows, ds.Columns = rows, columns
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = allocated, stored, stored - 1
+    ds.PixelRepresentation = int(signed)
+    ds.file_meta.TransferSyntaxUID = syntax
+    # every bit random, the unused high ones included: their correction is what may differ
+    raw = rng.integers(0, 256, 3 * rows * columns * allocated // 8, dtype=np.uint8).tobytes()
+    ds.PixelData = raw + b"\x00" * (len(raw) % 2)
+    description = describe_pixels(ds)
+    for indices in (None, [2, 0]):
+        ours = list(iter_frames(ds, indices=indices, keep_unused_bits=keep_unused_bits))
+        theirs = list(
+            iter_pixels(ds, indices=indices, raw=True, correct_unused_bits=not keep_unused_bits)
+        )
+        assert len(ours) == len(theirs) == (3 if indices is None else 2)
+        for mine, pydicoms in zip(ours, theirs, strict=True):
+            assert mine.dtype == pydicoms.dtype
+            assert mine.shape == pydicoms.shape == (rows, columns)
+            np.testing.assert_array_equal(mine, pydicoms)
+            assert mine.flags.writeable  # redaction paints into frames
+    if stored < allocated and not keep_unused_bits:  # the correction really happened
+        frame = next(iter_frames(ds))
+        top = 1 << (stored - 1)
+        assert int(frame.max()) < (top if signed else 2 * top)
+    # one byte short of the last frame: pydicom's decoder reports the damage
+    ds.PixelData = raw[: description.frame_bytes * 3 - 2]
+    with pytest.raises(UndecodablePixelsError):
+        list(iter_frames(ds))
