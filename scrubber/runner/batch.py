@@ -256,6 +256,7 @@ def _init_worker(
 
     classifier: Any
     engine: DeferredEngine | RemoteEngine
+    _limit_image_threads(settings.threads)
     if servers:
         manifest = Manifest.read(settings.model_dir or default_model_dir())
         classifier, engine = connect(servers, manifest, settings.ocr)
@@ -274,6 +275,20 @@ def _init_worker(
         versions=versions(classifier.manifest, settings),
         flush=flush,
     )
+
+
+def _limit_image_threads(threads: int) -> None:
+    """Give OpenCV (model input, previews, redaction) the worker's thread count.
+
+    OpenCV otherwise runs a pool of one thread per core in every worker: on a machine the
+    workers already fill, its threads wait for cores the other workers hold (measured on 2
+    cores: a clean CT slice 3-4% slower than with one thread).
+    """
+    try:
+        import cv2
+    except ImportError:  # the OCR and model-input imports report it where it matters
+        return
+    cv2.setNumThreads(max(1, threads))
 
 
 def versions(manifest: Manifest, settings: RunSettings) -> dict[str, str]:
