@@ -13,20 +13,28 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import struct
 import tempfile
 import warnings
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, cast
 
 import pydicom
 from pydicom import config as pydicom_config
+from pydicom.charset import default_encoding
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomFileLike
-from pydicom.filewriter import correct_ambiguous_vr, write_dataset, write_file_meta_info
+from pydicom.filewriter import (
+    correct_ambiguous_vr,
+    write_data_element,
+    write_dataset,
+    write_file_meta_info,
+)
+from pydicom.tag import tag_in_exception
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
-from pydicom.valuerep import VR
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
 from scrubber.errors import NotDicomError, OutputError, UnreadableDicomError
 
@@ -433,7 +441,73 @@ def _write_part10(
     out.write(b"DICM")
     write_file_meta_info(out, meta, enforce_standard=enforce)
     out.is_implicit_VR, out.is_little_endian = implicit, little
-    write_dataset(out, ds)
+    write_body(out, ds)
+
+
+#: Explicit VR little endian element headers: tag, VR and a 2-byte length, or tag, VR, two
+#: reserved bytes and a 4-byte length (PS3.5 7.1.2).
+_SHORT_HEADER: Final = struct.Struct("<HH2sH")
+_LONG_HEADER: Final = struct.Struct("<HH2sHL")
+_NO_CHARSET: Final = object()
+
+
+def write_body(fp: DicomFileLike, ds: Dataset) -> None:
+    """Encode ``ds`` into ``fp`` exactly as pydicom's ``write_dataset`` does, faster.
+
+    When a data set read as explicit VR little endian is written in the same encoding and
+    character set, pydicom copies the value of every element still raw (not read since) as it
+    was read; this writes those elements' headers and values directly, without pydicom's
+    per-element set-up (a third of the encoding time of a CT slice's 80 elements). Every
+    other element, and every other data set, goes through pydicom's writer: the bytes are the
+    same either way.
+
+    Parameters
+    ----------
+    fp : DicomFileLike
+        The output, with ``is_implicit_VR`` and ``is_little_endian`` set.
+    ds : Dataset
+        The data set.
+    """
+    same = (fp.is_implicit_VR, fp.is_little_endian) == (
+        False,
+        True,
+    ) == ds.original_encoding and getattr(ds, "original_character_set", _NO_CHARSET) == getattr(
+        ds, "_character_set", None
+    )
+    if not same:  # pydicom re-encodes every element then: nothing is copied
+        write_dataset(fp, ds)
+        return
+    encodings = ds.get("SpecificCharacterSet", default_encoding)
+    write = fp.write
+    for tag in sorted(ds.keys()):
+        if tag & 0xFFFF == 0 and tag >> 16 > 6:
+            continue  # retired group lengths are not written (PS3.5 7.2)
+        elem: DataElement | RawDataElement = ds.get_item(tag)
+        if isinstance(elem, RawDataElement) and _copied_as_read(elem):
+            value = cast(bytes, elem.value)
+            vr = cast(str, elem.VR).encode()
+            if elem.VR in EXPLICIT_VR_LENGTH_32:
+                write(_LONG_HEADER.pack(tag >> 16, tag & 0xFFFF, vr, 0, len(value)))
+            else:
+                write(_SHORT_HEADER.pack(tag >> 16, tag & 0xFFFF, vr, len(value)))
+            write(value)
+            continue
+        with tag_in_exception(tag):
+            write_data_element(fp, elem, encodings)
+
+
+def _copied_as_read(elem: RawDataElement) -> bool:
+    """Whether pydicom would write ``elem`` as its header and the bytes it was read with."""
+    value = elem.value
+    return (
+        isinstance(value, bytes)
+        and not elem.is_implicit_VR
+        and elem.is_little_endian
+        and elem.VR is not None
+        and len(elem.VR) == 2
+        and elem.length != UNDEFINED_LENGTH
+        and (elem.VR in EXPLICIT_VR_LENGTH_32 or len(value) <= 0xFFFF)
+    )
 
 
 def _fill_missing_vrs(ds: Dataset) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from io import BytesIO
 from pathlib import Path
 
 import pydicom
@@ -10,9 +11,11 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import ImplicitVRLittleEndian
 
+from scrubber.deid import DeidConfig, Deidentifier
 from scrubber.dicom_io import looks_like_dicom, read_instance, write_instance
 from scrubber.errors import InputError, NotDicomError, OutputError, UnreadableDicomError
-from scrubber.samples import SamplePatient, build_instance
+from scrubber.samples import SamplePatient, build_image, build_instance
+from tests.pixel_matrix import J2K_SKIP, KINDS, SYNTAXES, encodable, kind_id, syntax_id
 
 
 def _write(ds: Dataset, path: Path) -> Path:
@@ -161,3 +164,98 @@ def test_a_batch_worker_reads_a_small_input_once_and_streams_a_large_one(
     monkeypatch.setattr(batch, "_IN_MEMORY_BYTES", 1024)
     assert batch._read_input(path) == (None, expected)
     assert batch._read_input(tmp_path / "missing.dcm") == (None, None)
+
+
+def _encoded(ds: Dataset, *, reference: bool) -> bytes:
+    """What :func:`stage_instance` writes for ``ds``: with scrubber's writer or pydicom's own."""
+    from pydicom.filewriter import write_dataset
+
+    from scrubber.dicom_io import files
+
+    fp = BytesIO()
+    if reference:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(files, "write_body", write_dataset)
+            files._encode(fp, ds)
+    else:
+        files._encode(fp, ds)
+    return fp.getvalue()
+
+
+def _twice(data: bytes) -> tuple[Dataset, Dataset]:
+    return read_instance(Path("a.dcm"), data=data), read_instance(Path("b.dcm"), data=data)
+
+
+@pytest.mark.parametrize("syntax", SYNTAXES, ids=syntax_id)
+@pytest.mark.parametrize("kind", KINDS[:3], ids=kind_id)
+def test_the_writer_gives_pydicoms_bytes_in_every_syntax(
+    tmp_path: Path, syntax: str, kind: tuple[str, int, bool, int]
+) -> None:
+    photometric, bits, signed, planar = kind
+    if not encodable(syntax, kind):
+        pytest.skip(J2K_SKIP)
+    ds, _ = build_image(
+        photometric=photometric,
+        bits_stored=bits,
+        signed=signed,
+        frames=2,
+        planar_configuration=planar,
+        transfer_syntax=syntax,
+    )
+    data = _write(ds, tmp_path / "in.dcm").read_bytes()
+    ours, theirs = _twice(data)
+    assert _encoded(ours, reference=False) == _encoded(theirs, reference=True)
+    deid = Deidentifier(DeidConfig(project="WRITER"), b"k" * 32, None)
+    ours, theirs = _twice(data)
+    deid.deidentify(ours)
+    deid.deidentify(theirs)
+    assert _encoded(ours, reference=False) == _encoded(theirs, reference=True)
+
+
+def test_the_writer_gives_pydicoms_bytes_for_edited_and_odd_elements(
+    tmp_path: Path, instance: Dataset
+) -> None:
+    ds = instance
+    ds.add_new(0x00091010, "LO", "private")  # odd length, padded when written
+    ds.add_new(0x00091011, "UN", b"\x01" * 70_001)  # long UN value
+    ds.add_new(0x00091012, "OB", b"\x02\x03\x04")
+    item = Dataset()
+    item.CodeValue = "X"
+    ds.add_new(0x00400275, "SQ", [item])
+    data = _write(ds, tmp_path / "in.dcm").read_bytes()
+    for edit in (
+        lambda d: None,
+        lambda d: setattr(d, "PatientName", "EDITED^NAME"),
+        lambda d: d.__delitem__(0x00091012),
+        lambda d: d.add_new(0x00080000, "UL", 42),  # a retired group length: never written
+        lambda d: d[0x00400275].value[0].__setattr__("CodeValue", "YY"),
+    ):
+        ours, theirs = _twice(data)
+        edit(ours)
+        edit(theirs)
+        assert _encoded(ours, reference=False) == _encoded(theirs, reference=True)
+
+
+def test_the_writer_copies_unread_elements_without_pydicoms_element_writer(
+    tmp_path: Path, instance: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path is taken: only elements read (converted) since go through pydicom."""
+    from pydicom.filewriter import write_data_element
+
+    from scrubber.dicom_io import files
+
+    data = _write(instance, tmp_path / "in.dcm").read_bytes()
+    ours, _ = _twice(data)
+    ours.PatientName = "READ^AND^CHANGED"
+    written: list[int] = []
+    real = write_data_element
+
+    def counting(fp: object, elem: object, encodings: object = None) -> None:
+        written.append(int(elem.tag))  # type: ignore[attr-defined]
+        real(fp, elem, encodings)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(files, "write_data_element", counting)
+    files._encode(BytesIO(), ours)
+    assert 0x00100010 in written  # the changed name
+    assert 0x7FE00010 not in written  # the pixel data, copied as read
+    assert len(written) < len(ours) // 2
