@@ -281,8 +281,8 @@ def _limit_image_threads(threads: int) -> None:
     """Give OpenCV (model input, previews, redaction) the worker's thread count.
 
     OpenCV otherwise runs a pool of one thread per core in every worker: on a machine the
-    workers already fill, its threads wait for cores the other workers hold (measured on 2
-    cores: a clean CT slice 3-4% slower than with one thread).
+    workers already fill, its threads wait for cores the other workers hold (2 cores, three
+    pairs of 2,000-slice runs: a clean CT slice about 4% slower than with one thread).
     """
     try:
         import cv2
@@ -543,9 +543,10 @@ _CRASHES_IN_A_ROW: Final = 3
 
 #: Inputs handed to the local pool per worker process at a time. The pool's own thread keeps
 #: the workers fed from them while the driver waits for the disk to flush an output: at two
-#: per worker the workers of a clean CT series stood idle a tenth of the time, at four they do
-#: not (2,000 slices on 2 cores: 5-6% faster). A worker's death makes every input in flight a
-#: suspect that is redone alone, so more would only slow that rare path down.
+#: per worker, py-spy showed the workers of a clean CT series idle a tenth of the time (2,000
+#: slices on 2 cores, side by side: six or twelve per pair of workers 4-6% faster than two;
+#: four and eight within the noise of each other). A worker's death makes every input in
+#: flight a suspect that is redone alone, so more would only slow that rare path down.
 _IN_FLIGHT_PER_WORKER: Final = 4
 
 
